@@ -1,0 +1,1 @@
+"""Data: image transforms now; sources, shards and the toyworld generator live here too."""

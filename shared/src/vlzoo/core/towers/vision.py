@@ -1,0 +1,128 @@
+"""Image towers: any timm model as the trunk, a head that projects its pooled features to the joint space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from vlzoo.core.errors import DataError
+from vlzoo.core.towers.heads import build_head
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class VisionTowerConfig:
+    """Which timm model encodes images, how its output is pooled and projected.
+
+    `head="timm"` keeps timm's own head with `num_classes=embed_dim` as the projection (CLIP's ResNets,
+    whose attention pool ends in the joint space); the other heads sit on timm's pooled features.
+    """
+
+    timm_model: str = "vit_base_patch32_clip_224"
+    timm_kwargs: dict[str, Any] = field(default_factory=dict)  # architecture changes passed to timm
+    image_size: int = 224
+    in_chans: int = 3
+    act_layer: str | None = None  # timm activation override, e.g. "quick_gelu" for OpenAI's ViT weights
+    pool: str | None = None  # timm global_pool: "token", "avg", "map" (attention pool), ...; None = model's own
+    head: str = "linear"  # "linear" | "mlp" | "timm" | "none"
+    drop_path_rate: float = 0.0
+    timm_pretrained: bool = False  # start from timm's own pretrained weights (hub download)
+    mean: tuple[float, ...] = OPENAI_CLIP_MEAN
+    std: tuple[float, ...] = OPENAI_CLIP_STD
+    interpolation: str = "bicubic"
+
+
+class VisionTower(nn.Module):
+    """timm trunk + projection head. `forward(images, output_tokens=True)` also returns projected patch tokens."""
+
+    def __init__(self, cfg: VisionTowerConfig, embed_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        kwargs: dict[str, Any] = {}
+        if cfg.act_layer is not None:
+            kwargs["act_layer"] = cfg.act_layer
+        if cfg.pool is not None:
+            kwargs["global_pool"] = cfg.pool
+        if cfg.drop_path_rate:
+            kwargs["drop_path_rate"] = cfg.drop_path_rate
+        kwargs.update(cfg.timm_kwargs)
+        num_classes = embed_dim if cfg.head == "timm" else 0
+        self.trunk = _create_trunk(
+            cfg.timm_model,
+            cfg.image_size,
+            pretrained=cfg.timm_pretrained,
+            num_classes=num_classes,
+            in_chans=cfg.in_chans,
+            **kwargs,
+        )
+        width = embed_dim if cfg.head == "timm" else self.trunk.num_features
+        self.head = build_head("none" if cfg.head == "timm" else cfg.head, width, embed_dim)
+        self.output_dim = embed_dim if cfg.head != "none" else width
+
+    def check_images(self, images: torch.Tensor) -> None:
+        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != self.cfg.in_chans:
+            shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+            raise DataError(
+                f"image tower {self.cfg.timm_model!r} expects images of shape "
+                f"(batch, {self.cfg.in_chans}, height, width), got {shape}"
+            )
+        if not images.is_floating_point():
+            raise DataError(f"images must be a floating point tensor (normalized pixels), got {images.dtype}")
+
+    def forward_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trunk features before pooling and the pooled vector: `(tokens [B, N, W], pooled [B, W])`."""
+        feats = self.trunk.forward_features(images)
+        pooled = self.trunk.forward_head(feats, pre_logits=self.cfg.head != "timm")
+        if feats.ndim == 4:  # CNN feature map [B, C, H, W] -> one token per position
+            tokens = feats.flatten(2).transpose(1, 2)
+        else:
+            tokens = feats[:, getattr(self.trunk, "num_prefix_tokens", 0) :]
+        return tokens, pooled
+
+    def forward(self, images: torch.Tensor, output_tokens: bool = False):
+        self.check_images(images)
+        if not output_tokens:
+            return self.head(self.trunk(images))
+        tokens, pooled = self.forward_tokens(images)
+        if self.cfg.head == "timm":
+            raise ValueError(
+                f"output_tokens needs a vlzoo projection head; {self.cfg.timm_model!r} uses timm's own head"
+            )
+        return self.head(pooled), self.head(tokens)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.trunk.set_grad_checkpointing(enable)
+
+    def lock(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+        """LiT-style freezing: freeze the trunk except its last `unlocked_groups` layer groups.
+
+        Groups are timm's own (`group_matcher`): stem, each block, final norm. The projection head stays
+        trainable, as in LiT and open_clip's `lock_image_tower`.
+        """
+        groups = timm.models.group_parameters(self.trunk, self.trunk.group_matcher(coarse=True))
+        ordered = [groups[k] for k in sorted(groups)]
+        frozen = ordered[: max(len(ordered) - unlocked_groups, 0)]
+        frozen_names = {n for names in frozen for n in names}
+        for name, param in self.trunk.named_parameters():
+            param.requires_grad_(name not in frozen_names)
+        if freeze_bn_stats:
+            timm.utils.freeze_batch_norm_2d(self.trunk)
+
+
+def _create_trunk(name: str, image_size: int, **kwargs: Any) -> nn.Module:
+    """timm model built for `image_size` where the architecture has a fixed input size (ViTs, attention pools).
+
+    CNNs with global pooling take any size and reject `img_size`; they are built without it.
+    """
+    try:
+        return timm.create_model(name, img_size=image_size, **kwargs)
+    except TypeError as err:
+        if "img_size" not in str(err):
+            raise
+    return timm.create_model(name, **kwargs)
