@@ -20,9 +20,36 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 TINY_VOCAB = [
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-    "a", "the", "red", "blue", "green", "circle", "square", "triangle", "above", "below", "left", "right",
-    "of", "small", "large", "dog", "cat", "photo", "chest", "x", "-", "ray", "##s", ".", ",",
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "a",
+    "the",
+    "red",
+    "blue",
+    "green",
+    "circle",
+    "square",
+    "triangle",
+    "above",
+    "below",
+    "left",
+    "right",
+    "of",
+    "small",
+    "large",
+    "dog",
+    "cat",
+    "photo",
+    "chest",
+    "x",
+    "-",
+    "ray",
+    "##s",
+    ".",
+    ",",
 ]
 
 
@@ -38,8 +65,12 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     BertTokenizerFast.from_pretrained(root).save_pretrained(root)  # reads vocab.txt, writes the rest
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
+        vocab_size=len(TINY_VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
     )
     BertModel(config).save_pretrained(root)
     return root

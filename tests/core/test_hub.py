@@ -6,38 +6,19 @@ Hugging Face path is pointed at the same server through huggingface_hub's endpoi
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
 import os
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from helpers import http_server
 
 from vlzoo.core.errors import ChecksumError, DownloadError
 from vlzoo.core.weights import hub
 from vlzoo.core.weights.hub import WeightSpec, cache_dir, cache_path, download, is_offline
 
-_HELPER_DIR = Path(__file__).resolve().parent
-
-
-def _load_helper():
-    # No conftest: load tests/core/http_server.py by path, under a plain name that a spawned child can
-    # import again once the directory is on its sys.path.
-    if "http_server" in sys.modules:
-        return sys.modules["http_server"]
-    spec = importlib.util.spec_from_file_location("http_server", _HELPER_DIR / "http_server.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["http_server"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-http_server = _load_helper()
 sha256_hex = http_server.sha256_hex
 
 PAYLOAD = os.urandom(300_000)
@@ -320,7 +301,6 @@ def test_two_processes_download_once(server, tmp_path, monkeypatch):
     # fork starts in milliseconds; a spawned child would re-import vlzoo.core (torch, timm...) for seconds.
     # The child only runs urllib/filelock code, so the parent's threads and torch state do not matter.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    monkeypatch.syspath_prepend(str(_HELPER_DIR))  # a spawned child imports http_server by name
     ctx = multiprocessing.get_context(method)
     outs = [tmp_path / f"out{i}.txt" for i in range(2)]
     procs = [

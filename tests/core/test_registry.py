@@ -130,7 +130,9 @@ def test_entry_point_plugins_are_discovered_lazily(tmp_path, monkeypatch):
             return get_model_config("clip-vit-tiny", embed_dim=16)
         """,
     )
-    _fake_distribution(tmp_path, "vlzoo_broken_domain", "vlzoo_broken_models", "raise ImportError('no field lib')")
+    _fake_distribution(
+        tmp_path, "vlzoo_broken_domain", "vlzoo_broken_models", "raise ImportError('no field lib')"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "toy-domain-clip" not in registry._REGISTRY
     try:

@@ -52,7 +52,9 @@ def test_cnn_tower_gives_one_token_per_position():
 
 
 def test_multispectral_input_channels():
-    tower = VisionTower(VisionTowerConfig(timm_model="resnet18", in_chans=5, image_size=32), embed_dim=8).eval()
+    tower = VisionTower(
+        VisionTowerConfig(timm_model="resnet18", in_chans=5, image_size=32), embed_dim=8
+    ).eval()
     assert tower.trunk.conv1.in_channels == 5
     assert tower(torch.randn(1, 5, 32, 32)).shape == (1, 8)
     with pytest.raises(DataError, match=r"\(batch, 5, height, width\).*\(1, 3, 32, 32\)"):
@@ -61,7 +63,10 @@ def test_multispectral_input_channels():
 
 @pytest.mark.parametrize(
     ("bad", "match"),
-    [(torch.randn(3, 32, 32), r"got \(3, 32, 32\)"), (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "floating")],
+    [
+        (torch.randn(3, 32, 32), r"got \(3, 32, 32\)"),
+        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "floating"),
+    ],
 )
 def test_bad_image_tensors_are_named(bad, match):
     with pytest.raises(DataError, match=match):
@@ -136,7 +141,9 @@ def test_lock_image_tower_freezes_all_but_the_last_groups():
     assert all(p.requires_grad for p in model.visual.head.parameters())
     model.lock_image_tower(unlocked_groups=2)
     trainable = {n for n, p in trunk.named_parameters() if p.requires_grad}
-    assert any(n.startswith("blocks.2.") for n in trainable) and not any(n.startswith("blocks.1.") for n in trainable)
+    assert any(n.startswith("blocks.2.") for n in trainable) and not any(
+        n.startswith("blocks.1.") for n in trainable
+    )
     loss = model.encode_image(torch.randn(2, 3, 64, 64)).sum()
     loss.backward()
     assert trunk.patch_embed.proj.weight.grad is None

@@ -1,9 +1,9 @@
 """vlzoo.core: registry, towers, dual encoders, losses and weights shared by every vlzoo domain package.
 
-    >>> import vlzoo.core as vz
-    >>> model = vz.create_model("clip-vit-tiny")
-    >>> tokenizer = vz.get_tokenizer("clip-vit-tiny")
-    >>> preprocess = vz.get_transforms("clip-vit-tiny", train=False)
+>>> import vlzoo.core as vz
+>>> model = vz.create_model("clip-vit-tiny")
+>>> tokenizer = vz.get_tokenizer("clip-vit-tiny")
+>>> preprocess = vz.get_transforms("clip-vit-tiny", train=False)
 """
 
 from vlzoo.core.errors import (

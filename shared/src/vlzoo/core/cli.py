@@ -27,7 +27,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from vlzoo.core.registry import model_entry, get_pretrained_spec, split_model_name
+    from vlzoo.core.registry import get_pretrained_spec, model_entry, split_model_name
     from vlzoo.core.weights.hub import download
 
     name, tag = split_model_name(args.name)

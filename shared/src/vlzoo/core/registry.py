@@ -57,7 +57,9 @@ def register_model(
         model_name = name if isinstance(name, str) else fn.__name__.replace("_", "-")
         tags = dict(pretrained or {})
         if default_tag is not None and default_tag not in tags:
-            raise ConfigError(f"default_tag {default_tag!r} of {model_name!r} is not one of its tags {sorted(tags)}")
+            raise ConfigError(
+                f"default_tag {default_tag!r} of {model_name!r} is not one of its tags {sorted(tags)}"
+            )
         with _lock:
             previous = _REGISTRY.get(model_name)
             if previous is not None and previous.module != fn.__module__:
@@ -87,7 +89,9 @@ def discover_plugins(force: bool = False) -> None:
                 if callable(loaded):  # an entry point may name a function that registers models
                     loaded()
             except Exception as err:  # one broken domain package must not hide the others' models
-                warnings.warn(f"vlzoo: models of {ep.value!r} ({ep.name}) could not be loaded: {err!r}", stacklevel=2)
+                warnings.warn(
+                    f"vlzoo: models of {ep.value!r} ({ep.name}) could not be loaded: {err!r}", stacklevel=2
+                )
 
 
 def model_entry(name: str) -> ModelEntry:

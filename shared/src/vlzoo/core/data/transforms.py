@@ -15,14 +15,18 @@ _INTERPOLATIONS = {
 }
 
 
-def image_transform(cfg: VisionTowerConfig, train: bool, scale: tuple[float, float] = (0.9, 1.0)) -> T.Compose:
+def image_transform(
+    cfg: VisionTowerConfig, train: bool, scale: tuple[float, float] = (0.9, 1.0)
+) -> T.Compose:
     """PIL image or uint8 tensor → normalized float tensor `[C, image_size, image_size]`.
 
     Train: random resized crop (CLIP's mild (0.9, 1) scale range) and no flip, since captions name left and
     right. Eval: resize the short side, center crop, as CLIP's evaluation does.
     """
     if cfg.interpolation not in _INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {cfg.interpolation!r}; choose one of {sorted(_INTERPOLATIONS)}")
+        raise ValueError(
+            f"unknown interpolation {cfg.interpolation!r}; choose one of {sorted(_INTERPOLATIONS)}"
+        )
     mode = _INTERPOLATIONS[cfg.interpolation]
     size = cfg.image_size
     geometry = (
@@ -38,4 +42,3 @@ def image_transform(cfg: VisionTowerConfig, train: bool, scale: tuple[float, flo
             T.Normalize(mean=list(cfg.mean), std=list(cfg.std)),
         ]
     )
-

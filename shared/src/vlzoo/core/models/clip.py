@@ -10,16 +10,18 @@ from vlzoo.core.models.dual_encoder import CLIPConfig
 from vlzoo.core.registry import register_model
 from vlzoo.core.towers.text import TextTowerConfig
 from vlzoo.core.towers.vision import VisionTowerConfig
+from vlzoo.core.weights.checkpoint import OPEN_CLIP_HF_FILE
 from vlzoo.core.weights.hub import WeightSpec
 
-OPEN_CLIP_FILE = "open_clip_model.safetensors"
 OPENAI_OVERRIDES = {"vision": {"act_layer": "quick_gelu"}, "text": {"act": "quick_gelu"}}
 
 
 def _open_clip_weights(hf_hub_id: str, **overrides) -> WeightSpec:
     # Digests are filled in once a release has been downloaded and checked; until then the hub's own
     # content addressing (the LFS sha256 in its ETag) is what guards these files.
-    return WeightSpec(hf_hub_id=hf_hub_id, filename=OPEN_CLIP_FILE, converter="open_clip", config_overrides=overrides)
+    return WeightSpec(
+        hf_hub_id=hf_hub_id, filename=OPEN_CLIP_HF_FILE, converter="open_clip", config_overrides=overrides
+    )
 
 
 def _clip(vision_model: str, embed_dim: int, text_width: int, text_heads: int, **vision) -> CLIPConfig:

@@ -44,7 +44,9 @@ class DualEncoder(nn.Module):
         self.text = TextTower(cfg.text, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)))
         self.logit_bias = (
-            nn.Parameter(torch.tensor(float(cfg.init_logit_bias))) if cfg.init_logit_bias is not None else None
+            nn.Parameter(torch.tensor(float(cfg.init_logit_bias)))
+            if cfg.init_logit_bias is not None
+            else None
         )
 
     def encode_image(self, images: torch.Tensor, normalize: bool = True, output_tokens: bool = False):
@@ -52,7 +54,9 @@ class DualEncoder(nn.Module):
         out = self.visual(images, output_tokens=output_tokens)
         return _maybe_normalize(out, normalize)
 
-    def encode_text(self, text: TokenizedText | torch.Tensor, normalize: bool = True, output_tokens: bool = False):
+    def encode_text(
+        self, text: TokenizedText | torch.Tensor, normalize: bool = True, output_tokens: bool = False
+    ):
         """`[B, D]` caption embeddings; with `output_tokens`, also `[B, L, D]` projected token embeddings."""
         out = self.text(text, output_tokens=output_tokens)
         return _maybe_normalize(out, normalize)

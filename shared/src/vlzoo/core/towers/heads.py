@@ -8,7 +8,9 @@ from torch import nn
 def _mlp(in_dim: int, out_dim: int) -> nn.Module:
     # Two layers with a GELU, hidden = mean of the two widths: the head open_clip's HF text towers use.
     hidden = (in_dim + out_dim) // 2
-    return nn.Sequential(nn.Linear(in_dim, hidden, bias=False), nn.GELU(), nn.Linear(hidden, out_dim, bias=False))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden, bias=False), nn.GELU(), nn.Linear(hidden, out_dim, bias=False)
+    )
 
 
 _HEADS = {

@@ -103,7 +103,9 @@ class TextTower(nn.Module):
         elif torch.is_tensor(text):
             ids, mask = text, None
         else:
-            raise DataError(f"text must be TokenizedText or a LongTensor of token ids, got {type(text).__name__}")
+            raise DataError(
+                f"text must be TokenizedText or a LongTensor of token ids, got {type(text).__name__}"
+            )
         if ids.ndim != 2 or ids.dtype not in (torch.long, torch.int):
             raise DataError(
                 f"token ids must be an integer tensor of shape (batch, length), got {tuple(ids.shape)} {ids.dtype}"
@@ -120,7 +122,9 @@ class TextTower(nn.Module):
     def _eot_index(self, ids: torch.Tensor) -> torch.Tensor:
         return (ids == self.transformer.config.eos_token_id).int().argmax(dim=-1)
 
-    def forward_tokens(self, text: TokenizedText | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_tokens(
+        self, text: TokenizedText | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(tokens [B, L, W], pooled [B, W], attention_mask [B, L])` before the projection."""
         ids, mask = self._inputs(text)
         if self.cfg.kind == "clip":
@@ -159,14 +163,18 @@ class TextTower(nn.Module):
         The projection head stays trainable.
         """
         layers = _encoder_layers(self.transformer)
-        trainable = {id(p) for layer in list(layers)[len(layers) - unlocked_layers :] for p in layer.parameters()}
+        trainable = {
+            id(p) for layer in list(layers)[len(layers) - unlocked_layers :] for p in layer.parameters()
+        }
         if not freeze_layer_norm:
             trainable |= {
-                id(p) for m in self.transformer.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()
+                id(p)
+                for m in self.transformer.modules()
+                if isinstance(m, nn.LayerNorm)
+                for p in m.parameters()
             }
         for p in self.transformer.parameters():
             p.requires_grad_(id(p) in trainable)
-
 
 
 def build_tokenizer(cfg: TextTowerConfig) -> ClipTokenizer | HFTokenizer:

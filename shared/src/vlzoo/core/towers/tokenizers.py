@@ -49,7 +49,11 @@ class TokenizedText:
 
 def _byte_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible map from the 256 byte values to printable unicode characters."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     table = {b: chr(b) for b in printable}
     extra = 0
     for b in range(256):
@@ -126,7 +130,9 @@ class ClipTokenizer:
 
     def __init__(self, context_length: int = 77):
         if context_length < 2:
-            raise ValueError(f"context_length must leave room for the start and end tokens, got {context_length}")
+            raise ValueError(
+                f"context_length must leave room for the start and end tokens, got {context_length}"
+            )
         self.context_length = context_length
         self._backend = _clip_backend()
         self.sot_token_id = self._backend.token_to_id(SOT_TOKEN)
@@ -141,9 +147,7 @@ class ClipTokenizer:
         ids = [int(i) for i in ids if int(i) not in (self.pad_token_id, self.sot_token_id, self.eot_token_id)]
         words = "".join(self._backend.id_to_token(i) for i in ids).split("</w>")
         byte_of = _unicode_to_byte()
-        return " ".join(
-            bytes(byte_of[c] for c in w).decode("utf-8", "replace") for w in words if w
-        )
+        return " ".join(bytes(byte_of[c] for c in w).decode("utf-8", "replace") for w in words if w)
 
     def __call__(self, texts: str | list[str], context_length: int | None = None) -> TokenizedText:
         length = context_length or self.context_length

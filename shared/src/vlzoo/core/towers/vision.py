@@ -29,7 +29,9 @@ class VisionTowerConfig:
     image_size: int = 224
     in_chans: int = 3
     act_layer: str | None = None  # timm activation override, e.g. "quick_gelu" for OpenAI's ViT weights
-    pool: str | None = None  # timm global_pool: "token", "avg", "map" (attention pool), ...; None = model's own
+    pool: str | None = (
+        None  # timm global_pool: "token", "avg", "map" (attention pool), ...; None = model's own
+    )
     head: str = "linear"  # "linear" | "mlp" | "timm" | "none"
     drop_path_rate: float = 0.0
     timm_pretrained: bool = False  # start from timm's own pretrained weights (hub download)

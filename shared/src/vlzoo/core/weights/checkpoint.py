@@ -21,6 +21,7 @@ from vlzoo.core.weights.io import load_state_dict, read_metadata, save_state_dic
 _log = logging.getLogger(__name__)
 CONFIG_FORMAT_VERSION = 1
 HF_HUB_PREFIX = "hf-hub:"
+OPEN_CLIP_HF_FILE = "open_clip_model.safetensors"
 
 
 @dataclass
@@ -31,8 +32,12 @@ class PretrainedSource:
     spec: WeightSpec | None = None
     path: Path | None = None
     converter: str | None = None  # None: recognized from the state dict's keys
-    config_overrides: dict[str, Any] = field(default_factory=dict)  # what the weights need; a conflict is an error
-    saved_config: dict[str, Any] = field(default_factory=dict)  # the config saved with them; overrides may change it
+    config_overrides: dict[str, Any] = field(
+        default_factory=dict
+    )  # what the weights need; a conflict is an error
+    saved_config: dict[str, Any] = field(
+        default_factory=dict
+    )  # the config saved with them; overrides may change it
 
     def file(self) -> Path:
         return self.path if self.path is not None else download(self.spec)
@@ -53,19 +58,28 @@ def resolve_pretrained(model_name: str, pretrained: str | Path | None) -> Pretra
     text = str(pretrained)
     if text in entry.pretrained:
         spec = entry.pretrained[text]
-        return PretrainedSource(f"{model_name}:{text}", spec=spec, converter=spec.converter,
-                                config_overrides=dict(spec.config_overrides))
+        return PretrainedSource(
+            f"{model_name}:{text}",
+            spec=spec,
+            converter=spec.converter,
+            config_overrides=dict(spec.config_overrides),
+        )
     if text.startswith(HF_HUB_PREFIX):
-        parts = text[len(HF_HUB_PREFIX) :].split("/")
-        if len(parts) < 2 or not all(parts):
-            raise WeightsError(f"{text!r} is not of the form {HF_HUB_PREFIX}org/repo[/file]")
-        filename = "/".join(parts[2:]) or "open_clip_model.safetensors"
-        return PretrainedSource(text, spec=WeightSpec(hf_hub_id="/".join(parts[:2]), filename=filename))
+        # "hf-hub:org/repo" means open_clip's file in that repo; "hf-hub:org/repo/file" names the file.
+        name = text if text.count("/") >= 2 else f"{text}/{OPEN_CLIP_HF_FILE}"
+        try:
+            return PretrainedSource(text, spec=WeightSpec.from_hf_hub(name))
+        except ValueError as err:
+            raise WeightsError(str(err)) from err
     path = Path(pretrained).expanduser()
     if path.is_dir():
         if (path / "config.json").is_file() and not config_path(path / "model.safetensors").is_file():
-            return PretrainedSource(str(path), path=hf_weights_file(path), converter="hf_clip",
-                                    config_overrides=hf_clip_config_overrides(path))
+            return PretrainedSource(
+                str(path),
+                path=hf_weights_file(path),
+                converter="hf_clip",
+                config_overrides=hf_clip_config_overrides(path),
+            )
         path = path / "model.safetensors"
     if path.is_file():
         return PretrainedSource(str(path), path=path, saved_config=_saved_config(path, model_name))
@@ -92,7 +106,9 @@ def _saved_config(weights_path: Path, model_name: str) -> dict[str, Any]:
     return saved.get("config", {})
 
 
-def load_weights(model: nn.Module, source: PretrainedSource | str | Path, strict: bool = True) -> dict[str, list]:
+def load_weights(
+    model: nn.Module, source: PretrainedSource | str | Path, strict: bool = True
+) -> dict[str, list]:
     """Load weights into `model`, converting foreign layouts; return the missing and unexpected keys.
 
     Shapes must match key by key (a different architecture is an error whatever `strict` says); missing or
@@ -108,8 +124,9 @@ def load_weights(model: nn.Module, source: PretrainedSource | str | Path, strict
     return load_checked(model, state_dict, strict=strict, where=str(path))
 
 
-def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
-                 where: str = "state dict") -> dict[str, list]:
+def load_checked(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True, where: str = "state dict"
+) -> dict[str, list]:
     """`model.load_state_dict` with one error that lists every missing, unexpected and mis-shaped key."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
@@ -128,8 +145,11 @@ def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], stric
         problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
     if problems:
         hint = "" if mismatched or not strict else "\n(pass strict=False to load the keys that match)"
-        raise WeightsError(f"cannot load {where} into {getattr(model, 'vlzoo_name', type(model).__name__)}:\n"
-                           + "\n".join(problems) + hint)
+        raise WeightsError(
+            f"cannot load {where} into {getattr(model, 'vlzoo_name', type(model).__name__)}:\n"
+            + "\n".join(problems)
+            + hint
+        )
     model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         _log.warning("loaded %s with %d missing and %d unexpected keys", where, len(missing), len(unexpected))
@@ -159,7 +179,9 @@ def save(model: nn.Module, path: str | Path, name: str | None = None) -> Path:
     name = name or getattr(model, "vlzoo_name", None)
     config = getattr(model, "config", None)
     if name is None or config is None or not dataclasses.is_dataclass(config):
-        raise WeightsError("save() needs a model made by create_model (or pass name=) with a dataclass .config")
+        raise WeightsError(
+            "save() needs a model made by create_model (or pass name=) with a dataclass .config"
+        )
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path / "model.safetensors"
@@ -170,5 +192,12 @@ def save(model: nn.Module, path: str | Path, name: str | None = None) -> Path:
     return path
 
 
-__all__ = ["PretrainedSource", "config_path", "load_checked", "load_weights", "read_metadata",
-           "resolve_pretrained", "save"]
+__all__ = [
+    "PretrainedSource",
+    "config_path",
+    "load_checked",
+    "load_weights",
+    "read_metadata",
+    "resolve_pretrained",
+    "save",
+]

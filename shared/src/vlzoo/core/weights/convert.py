@@ -63,8 +63,14 @@ def _text_prefix() -> str:
 
     probe = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=4, hidden_size=4, intermediate_size=4, num_attention_heads=1, num_hidden_layers=1,
-            bos_token_id=0, eos_token_id=1, pad_token_id=0,
+            vocab_size=4,
+            hidden_size=4,
+            intermediate_size=4,
+            num_attention_heads=1,
+            num_hidden_layers=1,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=0,
         )
     )
     inner = "text_model." if any(k.startswith("text_model.") for k in probe.state_dict()) else ""
@@ -103,7 +109,9 @@ def from_open_clip(state_dict: Mapping[str, torch.Tensor], model_name: str | Non
     """
     sd = _strip_prefix(state_dict, ("module.", "_orig_mod."))
     if not is_open_clip_state_dict(sd):
-        raise WeightsError(f"not an open_clip CLIP state dict (no token_embedding.weight / visual.*): {model_name}")
+        raise WeightsError(
+            f"not an open_clip CLIP state dict (no token_embedding.weight / visual.*): {model_name}"
+        )
     if "visual.conv1.weight" not in sd:
         raise WeightsError(
             f"open_clip weights for {model_name!r} have a ResNet or timm image tower; vlzoo converts open_clip "
@@ -135,7 +143,9 @@ def from_open_clip(state_dict: Mapping[str, torch.Tensor], model_name: str | Non
     return out
 
 
-def from_hf_clip(state_dict_or_dir: Mapping[str, torch.Tensor] | str | Path, model_name: str | None = None) -> StateDict:
+def from_hf_clip(
+    state_dict_or_dir: Mapping[str, torch.Tensor] | str | Path, model_name: str | None = None
+) -> StateDict:
     """Hugging Face `CLIPModel` weights (a state dict, or a `save_pretrained` directory) → vlzoo keys."""
     if isinstance(state_dict_or_dir, str | Path):
         from vlzoo.core.weights.io import load_state_dict
@@ -145,7 +155,9 @@ def from_hf_clip(state_dict_or_dir: Mapping[str, torch.Tensor] | str | Path, mod
         state_dict = state_dict_or_dir
     sd = _strip_prefix(state_dict, ("module.", "_orig_mod."))
     if not is_hf_clip_state_dict(sd):
-        raise WeightsError(f"not a Hugging Face CLIPModel state dict (no text_model.* / vision_model.*): {model_name}")
+        raise WeightsError(
+            f"not a Hugging Face CLIPModel state dict (no text_model.* / vision_model.*): {model_name}"
+        )
     out: StateDict = {}
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     for key, value in sd.items():
@@ -155,16 +167,24 @@ def from_hf_clip(state_dict_or_dir: Mapping[str, torch.Tensor] | str | Path, mod
             out["visual.trunk.cls_token"] = value.reshape(1, 1, -1)
         elif key == "vision_model.embeddings.position_embedding.weight":
             out["visual.trunk.pos_embed"] = value.unsqueeze(0)
-        elif m := re.match(r"^vision_model\.encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)$", key):
+        elif m := re.match(
+            r"^vision_model\.encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)$", key
+        ):
             qkv.setdefault((m[1], m[3]), {})[m[2]] = value
         elif (new := _rename(key, _HF_CLIP_RENAMES)) is not None:
             out[new] = value
         else:
-            raise WeightsError(f"Hugging Face CLIP key {key!r} has no counterpart in vlzoo's {model_name or 'CLIP'}")
+            raise WeightsError(
+                f"Hugging Face CLIP key {key!r} has no counterpart in vlzoo's {model_name or 'CLIP'}"
+            )
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
-            raise WeightsError(f"vision layer {layer} of the Hugging Face checkpoint lacks some of q/k/v_proj.{kind}")
-        out[f"visual.trunk.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+            raise WeightsError(
+                f"vision layer {layer} of the Hugging Face checkpoint lacks some of q/k/v_proj.{kind}"
+            )
+        out[f"visual.trunk.blocks.{layer}.attn.qkv.{kind}"] = torch.cat(
+            [parts["q"], parts["k"], parts["v"]], dim=0
+        )
     return out
 
 
@@ -216,7 +236,9 @@ def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
     return "vlzoo"
 
 
-def convert(state_dict: Mapping[str, torch.Tensor], converter: str, model_name: str | None = None) -> StateDict:
+def convert(
+    state_dict: Mapping[str, torch.Tensor], converter: str, model_name: str | None = None
+) -> StateDict:
     if converter not in CONVERTERS:
         raise WeightsError(f"unknown weights converter {converter!r}; known: {sorted(CONVERTERS)}")
     return CONVERTERS[converter](state_dict, model_name)

@@ -1,0 +1,1 @@
+"""Test helpers importable from every test folder (pytest puts tests/ on sys.path)."""
