@@ -186,3 +186,18 @@ def test_normalize_flag():
     raw = model.encode_image(images, normalize=False)
     assert torch.allclose(model.encode_image(images), F.normalize(raw, dim=-1))
     assert not torch.allclose(raw.norm(dim=-1), torch.ones(2))
+
+
+def test_forward_on_a_batch_returns_the_configured_loss():
+    from vlzoo.core.losses import ClipLoss, SigLipLoss
+
+    images = torch.randn(4, 3, 64, 64)
+    for name, reference in (("clip-vit-tiny", ClipLoss()), ("siglip-vit-tiny", SigLipLoss())):
+        model = vz.create_model(name).eval()
+        text = vz.get_tokenizer(name)(["a red circle", "a blue square", "a green triangle", "a dog"])
+        out = model({"image": images, "text": text})
+        extra = (out["logit_bias"],) if "logit_bias" in out else ()
+        expected = reference(out["image_features"], out["text_features"], out["logit_scale"], *extra)
+        assert torch.allclose(out["loss"], expected)
+    with pytest.raises(vz.ConfigError, match="unknown loss 'nope'"):
+        vz.create_model("clip-vit-tiny", loss="nope")

@@ -92,4 +92,5 @@ def siglip_vit_tiny() -> CLIPConfig:
     cfg = clip_vit_tiny()
     cfg.init_logit_scale = 2.302585  # log(10)
     cfg.init_logit_bias = -10.0
+    cfg.loss = "siglip"
     return cfg

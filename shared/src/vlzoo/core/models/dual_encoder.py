@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlzoo.core.losses import build_loss
 from vlzoo.core.towers.text import TextTower, TextTowerConfig
 from vlzoo.core.towers.tokenizers import TokenizedText
 from vlzoo.core.towers.vision import VisionTower, VisionTowerConfig
@@ -29,6 +32,8 @@ class CLIPConfig:
     init_logit_scale: float = math.log(1 / 0.07)
     init_logit_bias: float | None = None  # set (e.g. -10) for a sigmoid (SigLIP) objective
     max_logit_scale: float = 100.0
+    loss: str = "clip"  # a name of vlzoo.core.losses.LOSSES: "clip", "siglip", "chunked_clip", ...
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> DualEncoder:
         return DualEncoder(self)
@@ -48,6 +53,7 @@ class DualEncoder(nn.Module):
             if cfg.init_logit_bias is not None
             else None
         )
+        self.loss = build_loss(cfg.loss, **cfg.loss_kwargs)
 
     def encode_image(self, images: torch.Tensor, normalize: bool = True, output_tokens: bool = False):
         """`[B, D]` image embeddings; with `output_tokens`, also `[B, N, D]` projected patch tokens."""
@@ -65,7 +71,17 @@ class DualEncoder(nn.Module):
         """exp(logit_scale), clamped: CLIP caps the temperature at 100 to keep training stable."""
         return self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
 
-    def forward(self, images: torch.Tensor | None = None, text: TokenizedText | torch.Tensor | None = None):
+    def forward(
+        self,
+        images: torch.Tensor | Mapping[str, Any] | None = None,
+        text: TokenizedText | torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Features and temperature for `(images, text)`; given a training batch dict, also its `"loss"`.
+
+        A batch is `{"image": [B, C, H, W], "text": TokenizedText, ...}` as the vlzoo collators make it.
+        """
+        if isinstance(images, Mapping):
+            return self.forward_batch(images)
         out: dict[str, torch.Tensor] = {"logit_scale": self.scale()}
         if images is not None:
             out["image_features"] = self.encode_image(images)
@@ -73,6 +89,12 @@ class DualEncoder(nn.Module):
             out["text_features"] = self.encode_text(text)
         if self.logit_bias is not None:
             out["logit_bias"] = self.logit_bias
+        return out
+
+    def forward_batch(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        out = self(batch["image"], batch["text"])
+        extra = (out["logit_bias"],) if "logit_bias" in out else ()
+        out["loss"] = self.loss(out["image_features"], out["text_features"], out["logit_scale"], *extra)
         return out
 
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
