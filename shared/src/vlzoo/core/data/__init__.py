@@ -1,1 +1,60 @@
-"""Data: image transforms now; sources, shards and the toyworld generator live here too."""
+"""Data: sources of image-text samples, webdataset shards, batching, transforms and the toyworld dataset.
+
+>>> from vlzoo.core.data import KarpathySplits, ImageTextCollator, build_transform, write_toyworld
+>>> json_path = write_toyworld("toyworld", n_train=1000)
+>>> train = KarpathySplits(json_path, "train", captions="each")
+
+Unreadable samples never raise: sources return skip markers, `ImageTextCollator` lists them in
+`batch["skipped"]`, and `SkipCounter` turns too many of them into a `DataError` naming example files.
+"""
+
+from vlzoo.core.data.collate import ImageTextCollator, SkipCounter, flatten_captions
+from vlzoo.core.data.shards import ShardSource, expand_shards, read_shard, write_shards
+from vlzoo.core.data.sources import (
+    IMAGE_EXTENSIONS,
+    CsvPairs,
+    ImageFolderClasses,
+    ImageTextSource,
+    JsonlPairs,
+    KarpathySplits,
+    decode_image,
+    is_skipped,
+    register_image_decoder,
+    skip_marker,
+)
+from vlzoo.core.data.toyworld import (
+    ToyWorld,
+    bag_of_colours_baseline,
+    toyworld_classes,
+    write_toyworld,
+    write_toyworld_classes,
+)
+from vlzoo.core.data.transforms import AlbumentationsTransform, build_transform, image_transform
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "AlbumentationsTransform",
+    "CsvPairs",
+    "ImageFolderClasses",
+    "ImageTextCollator",
+    "ImageTextSource",
+    "JsonlPairs",
+    "KarpathySplits",
+    "ShardSource",
+    "SkipCounter",
+    "ToyWorld",
+    "bag_of_colours_baseline",
+    "build_transform",
+    "decode_image",
+    "expand_shards",
+    "flatten_captions",
+    "image_transform",
+    "is_skipped",
+    "read_shard",
+    "register_image_decoder",
+    "skip_marker",
+    "toyworld_classes",
+    "write_shards",
+    "write_toyworld",
+    "write_toyworld_classes",
+]

@@ -1,0 +1,174 @@
+"""toyworld: deterministic, captions true to the pixels, and not solvable by colours alone."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+
+from vlzoo.core.data import (
+    ImageFolderClasses,
+    KarpathySplits,
+    ToyWorld,
+    bag_of_colours_baseline,
+    toyworld_classes,
+    write_toyworld,
+    write_toyworld_classes,
+)
+from vlzoo.core.data.toyworld import COLOURS, INVERSE, SHAPES
+
+_REL = {
+    "above": "above", "on top of": "above", "over": "above",
+    "below": "below", "under": "below", "beneath": "below",
+    "left of": "left of", "to the left of": "left of",
+    "right of": "right of", "to the right of": "right of",
+}  # fmt: skip
+_SIZE = {"small": "small", "little": "small", "tiny": "small", "large": "large", "big": "large"}
+_NP = r"a (\w+) (\w+) (\w+)"
+_CAPTION = re.compile(
+    rf"^(?:there is |a picture of )?{_NP}(?: that is)? ({'|'.join(sorted(_REL, key=len, reverse=True))}) {_NP}$"
+)
+
+
+def parse(caption: str) -> tuple[tuple[str, str, str], str, tuple[str, str, str]]:
+    """(size, colour, shape), relation, (size, colour, shape) — canonical words."""
+    m = _CAPTION.match(caption)
+    assert m, f"caption in no known template: {caption!r}"
+    s0, c0, sh0, rel, s1, c1, sh1 = m.groups()
+    return (_SIZE[s0], c0, sh0), _REL[rel], (_SIZE[s1], c1, sh1)
+
+
+def region(image: np.ndarray, obj: dict) -> np.ndarray:
+    """Mask of the pixels of the object's colour inside its box (+1 px): measured, not re-rendered."""
+    x, y, r = obj["x"], obj["y"], obj["r"]
+    window = np.zeros(image.shape[:2], bool)
+    window[max(0, int(y - r - 1)) : int(y + r + 2), max(0, int(x - r - 1)) : int(x + r + 2)] = True
+    return window & np.all(image == COLOURS[obj["colour"]], axis=-1)
+
+
+def shape_of(mask: np.ndarray) -> str:
+    """Name a shape from its pixels: how much of its bounding box it fills, top vs bottom row widths."""
+    rows = np.flatnonzero(mask.any(1))
+    cols = np.flatnonzero(mask.any(0))
+    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    fill = box.mean()
+    if fill > 0.93:
+        return "square"
+    if fill > 0.7:
+        return "circle"
+    top, bottom = box[0].sum(), box[-1].sum()
+    return "triangle" if bottom > 2 * top else "cross"
+
+
+def test_same_seed_same_world_other_seed_other_world():
+    a, b, c = ToyWorld("train", 10, seed=0), ToyWorld("train", 10, seed=0), ToyWorld("train", 10, seed=1)
+    for i in (9, 0, 5):  # out of order: random access gives the same as sequential
+        sa, sb = a[i], b[i]
+        np.testing.assert_array_equal(np.asarray(sa["image"]), np.asarray(sb["image"]))
+        assert sa["texts"] == sb["texts"]
+        assert sa["scene"] == sb["scene"]
+    assert [a[i]["texts"] for i in range(10)] != [c[i]["texts"] for i in range(10)]
+    assert not np.array_equal(np.asarray(a[0]["image"]), np.asarray(c[0]["image"]))
+    assert [a[i]["texts"] for i in range(4)] != [ToyWorld("val", 10)[i]["texts"] for i in range(4)]
+
+
+def test_written_files_are_identical_across_runs_and_match_memory(tmp_path):
+    one = write_toyworld(tmp_path / "one", n_train=6, n_val=2, n_test=2, image_size=48, seed=5)
+    two = write_toyworld(tmp_path / "two", n_train=6, n_val=2, n_test=2, image_size=48, seed=5)
+    assert one.read_bytes() == two.read_bytes()
+    pngs = sorted(p.relative_to(one.parent) for p in one.parent.rglob("*.png"))
+    assert len(pngs) == 10
+    for rel in pngs:
+        assert (one.parent / rel).read_bytes() == (two.parent / rel).read_bytes()
+    memory = ToyWorld("train", 6, image_size=48, seed=5)
+    files = KarpathySplits(one, "train")
+    for i in range(6):
+        np.testing.assert_array_equal(np.asarray(files[i]["image"]), np.asarray(memory[i]["image"]))
+        assert files[i]["texts"] == memory[i]["texts"]
+        assert files[i]["id"] == memory[i]["id"]
+    data = json.loads(one.read_text())
+    assert {e["split"] for e in data["images"]} == {"train", "val", "test"}
+    assert all(len(e["sentences"]) == 5 for e in data["images"])
+
+
+def test_captions_and_scene_records_agree_with_the_pixels():
+    world = ToyWorld("test", 120, image_size=64, seed=2)
+    seen_shapes, seen_relations = set(), set()
+    for i in range(len(world)):
+        sample = world[i]
+        image = np.asarray(sample["image"])
+        objects, relation = sample["scene"]["objects"], sample["scene"]["relation"]
+        truth = [(o["size"], o["colour"], o["shape"]) for o in objects]
+        for o in objects:
+            # the recorded centre pixel has the named colour, the blob there has the named shape and size
+            assert tuple(image[int(o["y"]), int(o["x"])]) == COLOURS[o["colour"]]
+            mask = region(image, o)
+            assert shape_of(mask) == o["shape"], (i, o)
+            height = np.ptp(np.flatnonzero(mask.any(1))) + 1
+            assert (height >= 16) == (o["size"] == "large"), (i, o, height)
+        # the relation holds on the measured centroids, on its own axis
+        (y0, x0), (y1, x1) = (np.argwhere(region(image, o)).mean(0) for o in objects)
+        along = {"above": y1 - y0, "below": y0 - y1, "left of": x1 - x0, "right of": x0 - x1}[relation]
+        assert along > 0
+        # every caption, whichever template and direction, says the same thing
+        assert len(sample["texts"]) == 5
+        for caption in sample["texts"]:
+            first, rel, second = parse(caption)
+            assert (first, rel, second) in (
+                (truth[0], relation, truth[1]),
+                (truth[1], INVERSE[relation], truth[0]),
+            )
+        seen_shapes |= {o["shape"] for o in objects}
+        seen_relations.add(relation)
+    assert seen_shapes == set(SHAPES)
+    assert len(seen_relations) == 4
+
+
+def test_images_come_in_colour_sharing_pairs_that_differ_otherwise():
+    world = ToyWorld("train", 40, seed=0)
+    for pair in range(20):
+        a, b = world[2 * pair]["scene"], world[2 * pair + 1]["scene"]
+        assert [o["colour"] for o in a["objects"]] == [o["colour"] for o in b["objects"]]
+        described = lambda s: ([(o["shape"], o["size"]) for o in s["objects"]], s["relation"])  # noqa: E731
+        assert described(a) != described(b)
+
+
+def test_bag_of_colours_is_above_chance_and_far_from_solving_it():
+    r1 = bag_of_colours_baseline(ToyWorld("test", 200, captions="all"))
+    assert 1 / 200 * 3 < r1 < 0.5
+
+
+def test_bag_of_colours_reads_the_written_split_the_same(tmp_path):
+    path = write_toyworld(tmp_path, n_train=0, n_val=0, n_test=60)
+    assert bag_of_colours_baseline(KarpathySplits(path, "test")) == pytest.approx(
+        bag_of_colours_baseline(ToyWorld("test", 60))
+    )
+
+
+def test_a_thousand_training_images_in_well_under_five_seconds():
+    world = ToyWorld("train", 1000, image_size=64)
+    start = time.perf_counter()
+    for i in range(len(world)):
+        world[i]
+    assert time.perf_counter() - start < 5.0
+
+
+def test_classification_view_in_image_folder_layout(tmp_path):
+    root = write_toyworld_classes(tmp_path / "shapes", n_per_class=3, image_size=64, seed=0)
+    source = ImageFolderClasses(root)
+    assert source.classes == sorted(SHAPES)
+    assert len(source) == 12
+    for i in range(len(source)):
+        sample = source[i]
+        image = np.asarray(sample["image"])
+        # the largest single-colour blob is the labelled (large) object: its shape is the class
+        sizes = {name: np.all(image == rgb, axis=-1).sum() for name, rgb in COLOURS.items()}
+        colour = max(sizes, key=sizes.get)
+        mask = np.all(image == COLOURS[colour], axis=-1)
+        assert shape_of(mask) == sample["class_name"]
+    coloured = ImageFolderClasses(write_toyworld_classes(tmp_path / "cs", 1, label="colour_shape"))
+    assert len(coloured.classes) == len(COLOURS) * len(SHAPES) == len(toyworld_classes("colour_shape"))
+    assert "red circle" in coloured.class_names
