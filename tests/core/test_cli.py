@@ -79,3 +79,92 @@ def test_console_script_is_installed():
     assert exe, "the vlzoo console script is not on PATH"
     out = subprocess.run([exe, "list", "clip-*"], capture_output=True, text=True, timeout=120, check=True)
     assert "clip-vit-b-32" in out.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def toyworld(tmp_path_factory):
+    from vlzoo.core.data import write_toyworld, write_toyworld_classes
+
+    root = tmp_path_factory.mktemp("toy")
+    return write_toyworld(root / "pairs", n_train=24, n_val=8, n_test=12), write_toyworld_classes(
+        root / "classes", n_per_class=6
+    )
+
+
+def test_shards_command_writes_every_sample(toyworld, tmp_path, capsys):
+    from vlzoo.core.data import ShardSource
+
+    pairs, _ = toyworld
+    pattern = str(tmp_path / "shards" / "train-%04d.tar")
+    assert main(["shards", str(pairs), pattern, "--split", "train", "--max-count", "10"]) == 0
+    shards = sorted((tmp_path / "shards").glob("*.tar"))
+    assert len(shards) == 3  # 24 samples, 10 per shard
+    assert sum(1 for _ in ShardSource([str(s) for s in shards], shuffle_buffer=0)) == 24
+    assert "wrote 3 shards" in capsys.readouterr().out
+
+
+def test_eval_commands_write_reports(toyworld, tmp_path):
+    pairs, classes = toyworld
+    assert (
+        main(
+            [
+                "eval",
+                "retrieval",
+                "--model",
+                "clip-vit-tiny",
+                "--data",
+                str(pairs),
+                "--workers",
+                "0",
+                "--out",
+                str(tmp_path / "retrieval"),
+            ]
+        )
+        == 0
+    )
+    retrieval = json.loads((tmp_path / "retrieval" / "metrics.json").read_text())
+    assert 0 <= retrieval["text_to_image_R@1"] <= 100
+    assert (tmp_path / "retrieval" / "query_grid.png").is_file()
+    assert (
+        main(
+            [
+                "eval",
+                "zeroshot",
+                "--model",
+                "clip-vit-tiny",
+                "--data",
+                str(classes),
+                "--workers",
+                "0",
+                "--template",
+                "a photo of a {}.",
+                "--out",
+                str(tmp_path / "zeroshot"),
+            ]
+        )
+        == 0
+    )
+    zeroshot = json.loads((tmp_path / "zeroshot" / "metrics.json").read_text())
+    assert {"top1_accuracy", "top5_accuracy", "balanced_accuracy", "per_class_accuracy"} <= set(zeroshot)
+    assert (
+        main(
+            [
+                "eval",
+                "linear-probe",
+                "--model",
+                "clip-vit-tiny",
+                "--data",
+                str(classes),
+                "--train-data",
+                str(classes),
+                "--workers",
+                "0",
+                "--out",
+                str(tmp_path / "probe"),
+            ]
+        )
+        == 0
+    )
+    probe = json.loads((tmp_path / "probe" / "metrics.json").read_text())
+    assert "accuracy" in probe
+    assert main(["eval", "linear-probe", "--model", "clip-vit-tiny", "--data", str(classes)]) == 2

@@ -1,14 +1,27 @@
-"""The `vlzoo` command: list and inspect models, download their weights."""
+"""The `vlzoo` command.
+
+    vlzoo list [PATTERN] [--pretrained]        registered models (or NAME:TAG weights)
+    vlzoo info NAME                            config, parameter count, pretrained tags
+    vlzoo download NAME[:TAG]                  fetch and verify weights into the cache
+    vlzoo fit|validate|test -c recipe.yaml     train / evaluate with LightningCLI
+    vlzoo eval retrieval|zeroshot|linear-probe evaluate a model on files
+    vlzoo shards SOURCE PATTERN                write webdataset shards from any source
+    vlzoo demo                                 toyworld → train a tiny CLIP on the CPU → report
+
+Domain packages call `main(prog="vlzoo-<domain>", defaults=...)` for their own command.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from vlzoo.core.errors import VlzooError
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -20,6 +33,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    import json
+
     from vlzoo.core.registry import model_info
 
     print(json.dumps(model_info(args.name), indent=2, default=str))
@@ -41,8 +56,74 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_shards(args: argparse.Namespace) -> int:
+    from vlzoo.core.data import CsvPairs, ImageFolderClasses, JsonlPairs, KarpathySplits, write_shards
+    from vlzoo.core.train.datamodule import data_kind
+
+    source_path = Path(args.source)
+    if source_path.is_dir():
+        source = ImageFolderClasses(source_path)
+    else:
+        kind = data_kind(args.source)
+        readers: dict[str, Callable[[], Any]] = {
+            "csv": lambda: CsvPairs(source_path, img_key=args.img_key, caption_key=args.caption_key),
+            "tsv": lambda: CsvPairs(
+                source_path, img_key=args.img_key, caption_key=args.caption_key, sep="\t"
+            ),
+            "jsonl": lambda: JsonlPairs(source_path, img_key=args.img_key, caption_key=args.caption_key),
+            "karpathy": lambda: KarpathySplits(source_path, split=args.split, captions="all"),
+        }
+        if kind not in readers:
+            raise VlzooError(f"{args.source}: cannot write shards from {kind} data")
+        source = readers[kind]()
+    paths = write_shards(source, args.pattern, max_size_bytes=int(args.max_size), max_count=args.max_count)
+    print(f"wrote {len(paths)} shards: {paths[0]} ... {paths[-1]}" if paths else "no samples written")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vlzoo.core import evaluate
+
+    common = {
+        "model": args.model,
+        "data": args.data,
+        "pretrained": args.pretrained,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "out": args.out,
+    }
+    runners: dict[str, Callable[[], Any]] = {
+        "retrieval": lambda: evaluate.evaluate_retrieval(split=args.split, **common),
+        "zeroshot": lambda: evaluate.evaluate_zeroshot(templates=args.template, **common),
+        "linear-probe": lambda: evaluate.evaluate_linear_probe(
+            train_data=_required(args, "train_data"), **common
+        ),
+    }
+    runners[args.task]()
+    return 0
+
+
+def _required(args: argparse.Namespace, name: str) -> Any:
+    value = getattr(args, name)
+    if value is None:
+        raise VlzooError(f"eval {args.task} needs --{name.replace('_', '-')}")
+    return value
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vlzoo.core.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(out_dir=args.out, epochs=args.epochs, n_train=args.n_train, num_workers=args.workers)
+    run_demo(cfg)
+    return 0
+
+
 def build_parser(prog: str = "vlzoo") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="vlzoo: domain vision-language models")
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="vlzoo: domain vision-language models. "
+        f"Training: {prog} fit|validate|test -c RECIPE.yaml (see {prog} fit --help).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list registered models (or their pretrained tags)")
@@ -59,13 +140,51 @@ def build_parser(prog: str = "vlzoo") -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="cache directory (default $VLZOO_HOME/weights)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("shards", help="write webdataset tar shards from a CSV/TSV/JSONL/Karpathy JSON/folder")
+    p.add_argument("source")
+    p.add_argument("pattern", help="printf-style shard path, e.g. shards/train-%%06d.tar")
+    p.add_argument("--split", default="train", help="split of a Karpathy JSON")
+    p.add_argument("--img-key", default="filepath")
+    p.add_argument("--caption-key", default="title")
+    p.add_argument("--max-size", type=float, default=1e9, help="bytes per shard at most")
+    p.add_argument("--max-count", type=int, default=10_000, help="samples per shard at most")
+    p.set_defaults(func=_cmd_shards)
+
+    p = sub.add_parser("eval", help="evaluate a model: retrieval, zero-shot or linear-probe classification")
+    p.add_argument("task", choices=["retrieval", "zeroshot", "linear-probe"])
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--pretrained", default=None, help="weights: tag, file, HF directory or hf-hub:")
+    p.add_argument("--data", required=True, help="retrieval: Karpathy JSON/CSV/JSONL; classification: folder")
+    p.add_argument("--train-data", default=None, help="linear-probe: training image folder")
+    p.add_argument("--split", default="test", help="split of a Karpathy JSON")
+    p.add_argument("--template", action="append", default=None, help="zero-shot prompt with {} (repeatable)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default=None, help="write the report (JSON and plots) here")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("demo", help="train a tiny CLIP on generated toyworld data on the CPU and report")
+    p.add_argument("--out", default="vlzoo-demo")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--n-train", type=int, default=3000)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "vlzoo") -> int:
-    args = build_parser(prog).parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+def main(
+    argv: Sequence[str] | None = None, prog: str = "vlzoo", defaults: Mapping[str, Any] | None = None
+) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
     try:
+        if args_list and args_list[0] in LIGHTNING_SUBCOMMANDS:
+            from vlzoo.core.lightning_cli import run_lightning_cli
+
+            run_lightning_cli(args_list, prog=prog, defaults=dict(defaults or {}))
+            return 0
+        args = build_parser(prog).parse_args(args_list)
+        func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except VlzooError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)

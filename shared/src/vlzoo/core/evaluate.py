@@ -1,0 +1,161 @@
+"""Evaluate a model on files: image-text retrieval, zero-shot and linear-probe classification.
+
+These are what `vlzoo eval ...` runs; each returns its metrics and, given `out`, writes the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vlzoo.core.data import ImageFolderClasses, ImageTextCollator, build_transform
+from vlzoo.core.eval import (
+    SIMPLE_TEMPLATES,
+    encode_images,
+    linear_probe,
+    print_table,
+    retrieval_metrics,
+    write_report,
+    zeroshot_classifier,
+    zeroshot_metrics,
+)
+from vlzoo.core.registry import create_model, get_model_config, get_tokenizer
+
+
+def _model(name: str, pretrained: str | None) -> torch.nn.Module:
+    return create_model(name, pretrained=pretrained).eval()
+
+
+def _loader(model_name: str, dataset: Dataset, batch_size: int, workers: int, captions: bool) -> DataLoader:
+    transform = build_transform(get_model_config(model_name).vision, train=False)
+    tokenizer = get_tokenizer(model_name) if captions else None
+    collate = ImageTextCollator(transform, tokenizer, captions="all")
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+
+
+def _retrieval_source(data: str, split: str) -> Dataset:
+    from vlzoo.core.data import CsvPairs, JsonlPairs, KarpathySplits
+    from vlzoo.core.train.datamodule import data_kind
+
+    readers = {
+        "karpathy": lambda: KarpathySplits(data, split=split, captions="all"),
+        "csv": lambda: CsvPairs(data),
+        "tsv": lambda: CsvPairs(data, sep="\t"),
+        "jsonl": lambda: JsonlPairs(data),
+    }
+    return readers[data_kind(data)]()
+
+
+@torch.inference_mode()
+def evaluate_retrieval(
+    model: str,
+    data: str,
+    pretrained: str | None = None,
+    split: str = "test",
+    batch_size: int = 128,
+    workers: int = 2,
+    out: str | None = None,
+) -> dict[str, Any]:
+    """Image↔text retrieval on a Karpathy split (all captions per image) or a CSV/JSONL of pairs."""
+    net = _model(model, pretrained)
+    source = _retrieval_source(data, split)
+    images, texts, owners, captions, offset, skipped = [], [], [], [], 0, 0
+    for batch in _loader(model, source, batch_size, workers, captions=True):
+        skipped += len(batch["skipped"])
+        if len(batch["image"]) == 0:
+            continue
+        images.append(net.encode_image(batch["image"]))
+        texts.append(net.encode_text(batch["text"]))
+        owner = batch.get("text_to_image", torch.arange(len(batch["image"])))
+        owners.append(owner + offset)
+        captions.extend(batch.get("captions", []))
+        offset += len(batch["image"])
+    image_features, text_features, text_to_image = torch.cat(images), torch.cat(texts), torch.cat(owners)
+    metrics = retrieval_metrics(image_features, text_features, text_to_image)
+    title = f"{model} retrieval on {data} ({split})"
+    if out:
+        # The query grid shows gallery images by index: only possible when none was skipped.
+        gallery = _GalleryImages(source) if not skipped else None
+        write_report(
+            out,
+            metrics,
+            title=title,
+            image_features=image_features,
+            text_features=text_features,
+            text_to_image=text_to_image,
+            captions=captions or None,
+            images=gallery,
+        )
+    else:
+        print_table(metrics, title=title)
+    return metrics
+
+
+@torch.inference_mode()
+def evaluate_zeroshot(
+    model: str,
+    data: str,
+    pretrained: str | None = None,
+    templates: Sequence[str] | None = None,
+    batch_size: int = 128,
+    workers: int = 2,
+    out: str | None = None,
+) -> dict[str, Any]:
+    """Zero-shot classification of an image folder (`root/<class>/<image>`) with prompt templates."""
+    net = _model(model, pretrained)
+    dataset = ImageFolderClasses(data)
+    classifier = zeroshot_classifier(
+        net, get_tokenizer(model), dataset.class_names, templates or SIMPLE_TEMPLATES
+    )
+    encoded = encode_images(net, _loader(model, dataset, batch_size, workers, captions=False))
+    metrics = zeroshot_metrics(encoded.features, classifier, encoded.labels, classnames=dataset.class_names)
+    _finish(metrics, f"{model} zero-shot on {data}", out)
+    return metrics
+
+
+@torch.inference_mode()
+def evaluate_linear_probe(
+    model: str,
+    data: str,
+    train_data: str,
+    pretrained: str | None = None,
+    batch_size: int = 128,
+    workers: int = 2,
+    out: str | None = None,
+) -> dict[str, Any]:
+    """Logistic regression on frozen image features: trained on `train_data`, tested on `data` (folders)."""
+    net = _model(model, pretrained)
+    train = encode_images(
+        net, _loader(model, ImageFolderClasses(train_data), batch_size, workers, captions=False)
+    )
+    test = encode_images(net, _loader(model, ImageFolderClasses(data), batch_size, workers, captions=False))
+    with torch.inference_mode(False):  # the probe itself is trained
+        metrics = linear_probe(
+            train.features.clone(), train.labels.clone(), test.features.clone(), test.labels.clone()
+        )
+    _finish(metrics, f"{model} linear probe on {data}", out)
+    return metrics
+
+
+class _GalleryImages(Sequence):
+    """The gallery's images, decoded only when a plot shows them."""
+
+    def __init__(self, source: Dataset):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int):
+        return self.source[index]["image"]
+
+
+def _finish(metrics: dict[str, Any], title: str, out: str | None) -> None:
+    if out:
+        write_report(Path(out), metrics, title=title)
+    else:
+        print_table(metrics, title=title)

@@ -1,0 +1,150 @@
+"""`vlzoo fit/test` from YAML recipes, as users run them: bad recipes, SIGKILL and resume, DDP on 2 CPUs."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vlzoo.core.data import write_toyworld
+
+VLZOO = shutil.which("vlzoo") or "vlzoo"
+
+
+@pytest.fixture(scope="module")
+def toyworld_json(tmp_path_factory) -> Path:
+    return write_toyworld(tmp_path_factory.mktemp("toyworld"), n_train=128, n_val=16, n_test=16, seed=3)
+
+
+def _recipe(path: Path, root: Path, data: str, **sections) -> Path:
+    recipe = {
+        "seed_everything": 0,
+        "checkpoint_every": 2,
+        "trainer": {
+            "accelerator": "cpu",
+            "max_epochs": 3,
+            "default_root_dir": str(root),
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            "limit_val_batches": 0,
+            "log_every_n_steps": 1,
+        },
+        "model": {"model": "clip-vit-tiny", "lr": 1e-3},
+        "data": {"data": data, "batch_size": 16, "num_workers": 0},
+    }
+    for section, values in sections.items():
+        recipe[section].update(values)
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([VLZOO, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [("--model.lrr=0.1", "lrr"), ("--model.lr=fast", "model.lr"), ("--data.batch_sise=4", "batch_sise")],
+)
+def test_bad_recipe_is_rejected_before_any_data_is_read(tmp_path, override, named):
+    recipe = _recipe(tmp_path / "r.yaml", tmp_path / "runs", data=str(tmp_path / "missing.json"))
+    result = _run("fit", "-c", str(recipe), override)
+    assert result.returncode != 0
+    assert named in result.stderr
+    assert "missing.json" not in result.stderr  # rejected at parsing, before the data was looked at
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_model_override_is_named(tmp_path, toyworld_json):
+    recipe = _recipe(
+        tmp_path / "r.yaml",
+        tmp_path / "runs",
+        data=str(toyworld_json),
+        model={"model_overrides": {"vision": {"img_size": 32}}},
+    )
+    result = _run("fit", "-c", str(recipe))
+    assert result.returncode != 0
+    assert "clip-vit-tiny.vision.img_size" in result.stderr
+
+
+def _logged_rows(metrics_csv: Path) -> list[dict]:
+    with open(metrics_csv) as f:
+        return [row for row in csv.DictReader(f) if row.get("train/loss")]
+
+
+def _last_step(ckpt: Path) -> int:
+    return torch.load(ckpt, weights_only=True)["global_step"]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_from_last_checkpoint(tmp_path, toyworld_json):
+    root = tmp_path / "runs"
+    recipe = _recipe(tmp_path / "r.yaml", root, data=str(toyworld_json))
+    last = root / "checkpoints" / "last.ckpt"
+    steps_per_epoch, epochs = 128 // 16, 3
+    proc = subprocess.Popen(
+        [VLZOO, "fit", "-c", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if last.is_file() and 2 <= _last_step(last) < steps_per_epoch:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, (
+            f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        )
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = _last_step(last)
+    assert 2 <= killed_at < steps_per_epoch  # mid-epoch
+    resumed = _run("fit", "-c", str(recipe), "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Restoring states from the checkpoint" in resumed.stderr + resumed.stdout
+    assert _last_step(last) == steps_per_epoch * epochs
+    assert (root / "version_1" / "model.safetensors").is_file()
+    steps = [int(row["step"]) for row in _logged_rows(root / "version_1" / "metrics.csv")]
+    assert min(steps) >= killed_at  # the second run continued, it did not start over
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_on_two_cpu_processes_gathers_the_global_batch(tmp_path, toyworld_json):
+    """With logit scale 1 and random features, the first loss is ≈ log(batch the loss sees): log(32) when the
+    two ranks' 16 samples are gathered, log(16) if they were not."""
+    root = tmp_path / "runs"
+    recipe = _recipe(
+        tmp_path / "r.yaml",
+        root,
+        data=str(toyworld_json),
+        trainer={"strategy": "ddp", "devices": 2, "max_steps": 2, "max_epochs": None},
+        model={"model_overrides": {"init_logit_scale": 0.0}, "lr": 1e-6},
+    )
+    result = _run("fit", "-c", str(recipe), timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _logged_rows(root / "version_0" / "metrics.csv")
+    first = float(rows[0]["train/loss"])
+    assert abs(first - math.log(32)) < 0.15, first
+    assert _last_step(root / "checkpoints" / "last.ckpt") == 2
+
+
+def test_lightning_subcommands_show_help():
+    result = _run("fit", "--help")
+    assert result.returncode == 0
+    for option in ("--model.model", "--data.data", "--checkpoint_every", "--ckpt_path"):
+        assert option in result.stdout
+    assert sys.executable  # the console script runs in this interpreter's environment
