@@ -15,32 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    # Writing 5 resets VmHWM to the current RSS (Linux >= 4.0); without it the peak would include
-    # transient allocations made while importing torch.
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return _status_kib("VmHWM") is not None
-    except OSError:
-        return False
+from peak_memory import PeakMemory
 
 
 def child(args: argparse.Namespace) -> None:
@@ -55,23 +36,19 @@ def child(args: argparse.Namespace) -> None:
     scale = torch.tensor(100.0, requires_grad=True)  # CLIP's clamped maximum: the hardest case numerically
     loss_fn = ClipLoss() if args.child == "plain" else ChunkedClipLoss(chunk_size=args.chunk_size)
 
-    before = _status_kib("VmRSS")
-    use_hwm = before is not None and _reset_peak()
-    if not use_hwm:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    loss = loss_fn(image, text, scale)
-    loss.backward()
-    seconds = time.perf_counter() - start
-    peak = _status_kib("VmHWM") if use_hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        loss = loss_fn(image, text, scale)
+        loss.backward()
+        seconds = time.perf_counter() - start
 
     torch.save({"loss": loss.detach(), "image": image.grad, "text": text.grad, "scale": scale.grad}, args.out)
     print(
         json.dumps(
             {
-                "peak_mib": (peak - before) / 1024,
+                "peak_mib": memory.peak_mib,
                 "seconds": seconds,
-                "method": "VmHWM" if use_hwm else "ru_maxrss",
+                "method": memory.method,
             }
         )
     )

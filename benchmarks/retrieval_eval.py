@@ -27,31 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    # Writing 5 resets VmHWM to the current RSS (Linux >= 4.0); without it the peak would include the
-    # transient allocations of generating and normalizing the inputs.
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return _status_kib("VmHWM") is not None
-    except OSError:
-        return False
+from peak_memory import PeakMemory
 
 
 def make_features(n_images: int, captions_per_image: int, dim: int, seed: int = 0):
@@ -85,26 +65,22 @@ def child(args: argparse.Namespace) -> None:
     from vlzoo.core.eval import retrieval_metrics
 
     images, texts, t2i = make_features(args.images, args.captions_per_image, args.dim)
-    before = _status_kib("VmRSS")
-    use_hwm = before is not None and _reset_peak()
-    if not use_hwm:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    metrics = None
-    if args.child == "metrics":
-        metrics = retrieval_metrics(images, texts, t2i, chunk_size=args.chunk_size)
-    else:
-        similarity_floor(images, texts, args.chunk_size)
-    seconds = time.perf_counter() - start
-    peak = _status_kib("VmHWM") if use_hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        metrics = None
+        if args.child == "metrics":
+            metrics = retrieval_metrics(images, texts, t2i, chunk_size=args.chunk_size)
+        else:
+            similarity_floor(images, texts, args.chunk_size)
+        seconds = time.perf_counter() - start
     inputs_mib = sum(t.numel() * t.element_size() for t in (images, texts, t2i)) / 2**20
     print(
         json.dumps(
             {
                 "seconds": seconds,
-                "peak_mib": (peak - before) / 1024,
+                "peak_mib": memory.peak_mib,
                 "inputs_mib": inputs_mib,
-                "method": "VmHWM" if use_hwm else "ru_maxrss",
+                "method": memory.method,
                 "threads": torch.get_num_threads(),
                 "metrics": metrics,
             }
