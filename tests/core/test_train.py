@@ -156,3 +156,40 @@ def test_loss_can_be_swapped_from_the_recipe(toyworld_json, tmp_path):
     trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0, log_every_n_steps=1)
     trainer.fit(module, _data(toyworld_json))
     assert "train/logit_bias" in trainer.callback_metrics
+
+
+def test_fit_streams_webdataset_shards(toyworld_json, tmp_path):
+    from vlzoo.core.data import KarpathySplits, write_shards
+
+    source = KarpathySplits(toyworld_json, "train", captions="all")
+    shards = write_shards(source, tmp_path / "s-%04d.tar", max_count=48)
+    assert len(shards) == 2  # one per DataLoader worker, 48 samples = 3 batches each
+    pattern = str(tmp_path / "s-{0000..0001}.tar")
+    data = ImageTextDataModule(pattern, batch_size=16, num_workers=2, val_data=str(toyworld_json))
+    with pytest.raises(ConfigError, match=r"data\.epoch_length for streamed shards"):
+        _trainer(tmp_path, max_epochs=1).fit(ContrastiveModule("clip-vit-tiny", export_weights=False), data)
+    data = ImageTextDataModule(
+        pattern, batch_size=16, num_workers=2, val_data=str(toyworld_json), epoch_length=96
+    )
+    module = ContrastiveModule("clip-vit-tiny", export_weights=False)
+    trainer = _trainer(tmp_path, max_epochs=1, limit_val_batches=1)
+    trainer.fit(module, data)
+    assert trainer.global_step == 96 // 16  # every sample once per epoch, over both workers
+    assert "val/text_to_image_R@1" in trainer.callback_metrics
+
+
+def test_mixed_precision_and_ema(toyworld_json, tmp_path):
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    module = ContrastiveModule("clip-vit-tiny", ema_decay=0.9, export_weights=False)
+    trainer = _trainer(tmp_path, max_steps=3, limit_val_batches=0, precision="bf16-mixed")
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer.fit(module, _data(toyworld_json))
+    ema = next(c for c in trainer.callbacks if isinstance(c, EMAWeightAveraging))
+    averaged = dict(ema._average_model.module.state_dict())
+    after = module.model.state_dict()
+    # at the end of fit Lightning swaps the averaged weights in: the model is the EMA, not the last step
+    key = "visual.head.weight"
+    assert torch.equal(after[key], averaged[f"model.{key}"])
+    assert not torch.equal(after[key], before[key])
+    assert torch.isfinite(after[key]).all()

@@ -50,7 +50,9 @@ class ImageTextDataModule(L.LightningDataModule):
         img_key, caption_key: columns of CSV/TSV/JSONL.
         captions: training caption per image with several: `"random"` each epoch, or `"each"` pair.
         albumentations: augmentations (list of `{"type": ..., **params}`) before the model's normalization.
-        epoch_length: samples per epoch for resampled shards (`resampled_shards=True`).
+        epoch_length: samples per epoch of streamed shards: drawn with replacement when `resampled_shards`,
+            else the number of training samples the shards hold. The learning-rate schedule needs it
+            (or `trainer.max_steps`), since a stream has no length of its own.
         toyworld: arguments of `write_toyworld` (n_train, n_val, n_test, image_size, seed).
     """
 
@@ -120,6 +122,7 @@ class ImageTextDataModule(L.LightningDataModule):
             shuffle_buffer=hp.shuffle_buffer if train else 0,
             resampled=hp.resampled_shards and train,
             epoch_length=hp.epoch_length,
+            num_samples=hp.epoch_length if train else None,
             seed=hp.seed,
         )
 

@@ -7,6 +7,7 @@ terms too; nothing here changes for it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -161,8 +162,13 @@ class ContrastiveModule(L.LightningModule):
         hp = self.hparams
         groups = param_groups(self.model, hp.weight_decay, hp.lr, hp.tower_lr)
         optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = warmup_cosine(optimizer, hp.warmup_steps, total, hp.min_lr_ratio)
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total <= 0:
+            raise ConfigError(
+                "the learning-rate schedule needs the number of training steps: set trainer.max_steps, or "
+                "data.epoch_length for streamed shards (which have no length of their own)"
+            )
+        scheduler = warmup_cosine(optimizer, hp.warmup_steps, int(total), hp.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_callbacks(self) -> list[L.Callback]:
