@@ -30,8 +30,9 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset import TarWriter
+from webdataset.handlers import reraise_exception
 from webdataset.shardlists import expand_urls
-from webdataset.tariterators import base_plus_ext
+from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from vlzoo.core.data.sources import SAMPLE_ERRORS, Sample, _reason, decode_image, is_skipped, skip_marker
 from vlzoo.core.errors import DataError
@@ -324,29 +325,21 @@ def read_shard(path: str) -> Iterator[Sample]:
     try:
         for key, members in _tar_groups(path):
             yield decode_shard_sample(members, key, path)
-    except (tarfile.TarError, OSError, EOFError) as err:
+    except (tarfile.TarError, OSError, EOFError, ValueError) as err:  # ValueError: a duplicated member
         where = f"{path}#{key}" if key else path
         yield skip_marker(key, where, f"broken tar file after this member: {_reason(err)}")
 
 
 def _tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) of consecutive members sharing a key, webdataset's grouping rule."""
-    current_key, group = None, {}
-    with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, ext = base_plus_ext(member.name)
-            if key is None:
-                continue
-            data = tar.extractfile(member).read()
-            if key != current_key:
-                if group:
-                    yield current_key, group
-                current_key, group = key, {}
-            group[ext.lower()] = data
-    if group:
-        yield current_key, group
+    """(key, {extension: bytes}) per sample, grouped by webdataset's own tar iterators.
+
+    Their errors are re-raised (not skipped silently, webdataset's default for training) so that
+    `read_shard` turns them into a counted skip marker.
+    """
+    with open(path, "rb") as stream:
+        files = ({**f, "__url__": path} for f in tar_file_iterator(stream, handler=reraise_exception))
+        for sample in group_by_keys(files, handler=reraise_exception):
+            yield sample["__key__"], {k: v for k, v in sample.items() if not k.startswith("__")}
 
 
 def decode_shard_sample(members: dict[str, bytes], key: str, shard: str) -> Sample:
