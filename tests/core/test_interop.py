@@ -62,6 +62,26 @@ def test_open_clip_checkpoint_gives_the_same_embeddings(tmp_path, open_clip_vit_
     assert model.scale().item() == pytest.approx(reference.logit_scale.exp().item(), rel=1e-6)
 
 
+def test_open_clip_resnet_checkpoint_gives_the_same_embeddings(tmp_path, images):
+    torch.manual_seed(0)
+    reference = open_clip.create_model("RN50").eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    path = tmp_path / "open_clip_rn50.safetensors"
+    save_file(reference.state_dict(), str(path))
+    model = vz.create_model("clip-rn50", pretrained=path).eval()
+    tokens = open_clip.tokenize(CAPTIONS)
+    with torch.no_grad():
+        image_diff = _max_diff(
+            model.encode_image(images[:2]), reference.encode_image(images[:2], normalize=True)
+        )
+        text_diff = _max_diff(model.encode_text(tokens), reference.encode_text(tokens, normalize=True))
+    print(f"open_clip RN50: image max|Δ| = {image_diff:.2e}, text max|Δ| = {text_diff:.2e}")
+    assert image_diff <= TOLERANCE
+    assert text_diff <= TOLERANCE
+
+
 def test_hf_clip_directory_gives_the_same_embeddings(tmp_path, images):
     from transformers import CLIPConfig, CLIPModel
 

@@ -66,7 +66,10 @@ def clip_vit_l_14() -> CLIPConfig:
     return _clip("vit_large_patch14_clip_224", 768, 768, 12)
 
 
-@register_model("clip-rn50")
+@register_model(
+    "clip-rn50",
+    pretrained={"openai": _open_clip_weights("timm/resnet50_clip.openai", text={"act": "quick_gelu"})},
+)
 def clip_rn50() -> CLIPConfig:
     """CLIP's modified ResNet-50 (timm `resnet50_clip`): its attention pool projects to the 1024-d joint space."""
     return _clip("resnet50_clip", 1024, 512, 8, head="timm")

@@ -103,9 +103,10 @@ def is_hf_clip_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
 
 
 def from_open_clip(state_dict: Mapping[str, torch.Tensor], model_name: str | None = None) -> StateDict:
-    """open_clip / OpenAI CLIP ViT weights → vlzoo `DualEncoder` keys.
+    """open_clip / OpenAI CLIP weights → vlzoo `DualEncoder` keys.
 
-    `model_name` is only used in error messages: the layout is the same for every CLIP ViT size.
+    ViT image towers are renamed here; CLIP's modified ResNets go through timm's own converter for its
+    `resnet*_clip` models, which needs the registered `model_name` to build the trunk it converts for.
     """
     sd = _strip_prefix(state_dict, ("module.", "_orig_mod."))
     if not is_open_clip_state_dict(sd):
@@ -114,10 +115,13 @@ def from_open_clip(state_dict: Mapping[str, torch.Tensor], model_name: str | Non
         )
     if "visual.conv1.weight" not in sd:
         raise WeightsError(
-            f"open_clip weights for {model_name!r} have a ResNet or timm image tower; vlzoo converts open_clip "
-            "ViT towers (a ResNet's timm weights load through timm)"
+            f"open_clip weights for {model_name!r} have a timm image tower; vlzoo converts open_clip ViT and "
+            "ResNet towers (a timm tower's weights load through timm)"
         )
     out: StateDict = {}
+    if "visual.attnpool.positional_embedding" in sd:
+        out.update(_open_clip_resnet_visual(sd, model_name))
+        sd = {k: v for k, v in sd.items() if not k.startswith("visual.")}
     text = _text_prefix()
     for key, value in sd.items():
         if key == "visual.class_embedding":
@@ -141,6 +145,21 @@ def from_open_clip(state_dict: Mapping[str, torch.Tensor], model_name: str | Non
         else:
             raise WeightsError(f"open_clip key {key!r} has no counterpart in vlzoo's {model_name or 'CLIP'}")
     return out
+
+
+def _open_clip_resnet_visual(sd: Mapping[str, torch.Tensor], model_name: str | None) -> StateDict:
+    from timm.models.byobnet import checkpoint_filter_fn
+
+    from vlzoo.core.registry import get_model_config
+
+    if model_name is None:
+        raise WeightsError(
+            "converting open_clip ResNet weights needs the vlzoo model name (e.g. 'clip-rn50')"
+        )
+    with torch.device("meta"):  # only the trunk's structure is needed, not its memory
+        trunk = get_model_config(model_name).build().visual.trunk
+    visual = {k: v for k, v in sd.items() if k.startswith("visual.")}
+    return {f"visual.trunk.{k}": v for k, v in checkpoint_filter_fn(visual, trunk).items()}
 
 
 def from_hf_clip(
