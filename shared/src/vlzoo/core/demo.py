@@ -13,21 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from rich.console import Console
-from torch.utils.data import DataLoader
 
 from vlzoo.core.data import (
-    ImageTextCollator,
     KarpathySplits,
     bag_of_colours_baseline,
-    build_transform,
     write_toyworld,
 )
 from vlzoo.core.eval import retrieval_metrics, write_report
-from vlzoo.core.registry import get_model_config, get_tokenizer
+from vlzoo.core.evaluate import encode_retrieval_set, eval_loader
 from vlzoo.core.train import ContrastiveModule, ImageTextDataModule
 
 MODEL = "clip-vit-tiny"
@@ -77,30 +73,6 @@ def _train(cfg: DemoConfig, json_path: Path, run_dir: Path) -> tuple[Contrastive
     return module, trainer
 
 
-@torch.inference_mode()
-def _evaluate(module: ContrastiveModule, json_path: Path, batch_size: int) -> dict[str, Any]:
-    """Test-split features in one pass: every caption of every image, with the caption → image index."""
-    model = module.model.eval()
-    test = KarpathySplits(json_path, "test", captions="all")
-    collate = ImageTextCollator(
-        build_transform(get_model_config(MODEL).vision, train=False), get_tokenizer(MODEL), captions="all"
-    )
-    images, texts, owners, captions, offset = [], [], [], [], 0
-    for batch in DataLoader(test, batch_size=batch_size, collate_fn=collate):
-        images.append(model.encode_image(batch["image"]))
-        texts.append(model.encode_text(batch["text"]))
-        owners.append(batch["text_to_image"] + offset)
-        captions.extend(batch["captions"])
-        offset += len(batch["image"])
-    return {
-        "test": test,
-        "image_features": torch.cat(images),
-        "text_features": torch.cat(texts),
-        "text_to_image": torch.cat(owners),
-        "captions": captions,
-    }
-
-
 def run_demo(cfg: DemoConfig | None = None, console: Console | None = None) -> dict[str, Any]:
     """Run the demo end to end; returns the metrics and the paths it wrote."""
     cfg = cfg or DemoConfig()
@@ -111,23 +83,24 @@ def run_demo(cfg: DemoConfig | None = None, console: Console | None = None) -> d
     json_path = write_toyworld(out / "data", cfg.n_train, cfg.n_val, cfg.n_test, seed=cfg.seed)
     console.print(f"[bold]toyworld[/]: {cfg.n_train}/{cfg.n_val}/{cfg.n_test} images in {json_path.parent}")
     module, trainer = _train(cfg, json_path, out / "run")
-    ev = _evaluate(module, json_path, cfg.batch_size)
-    metrics = retrieval_metrics(ev["image_features"], ev["text_features"], ev["text_to_image"])
+    test = KarpathySplits(json_path, "test", captions="all")
+    ev = encode_retrieval_set(module.model.eval(), eval_loader(MODEL, test, cfg.batch_size))
+    metrics = retrieval_metrics(ev.image_features, ev.text_features, ev.text_to_image)
     baselines = {
         "chance_text_to_image_R@1": 100.0 / cfg.n_test,
-        "bag_of_colours_text_to_image_R@1": 100.0 * bag_of_colours_baseline(ev["test"]),
+        "bag_of_colours_text_to_image_R@1": 100.0 * bag_of_colours_baseline(test),
     }
     seconds = round(time.perf_counter() - started, 1)
     report = {"model": MODEL, "test": metrics, "baselines": baselines, "seconds": seconds}
-    test_images = [ev["test"][i]["image"] for i in range(len(ev["test"]))]
+    test_images = [test[i]["image"] for i in range(len(test))]
     paths = write_report(
         out,
         report,
         title=f"vlzoo demo: {MODEL} on toyworld (test split)",
-        image_features=ev["image_features"],
-        text_features=ev["text_features"],
-        text_to_image=ev["text_to_image"],
-        captions=ev["captions"],
+        image_features=ev.image_features,
+        text_features=ev.text_features,
+        text_to_image=ev.text_to_image,
+        captions=ev.captions,
         images=test_images,
         console=console,
     )

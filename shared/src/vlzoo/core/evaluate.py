@@ -6,6 +6,7 @@ These are what `vlzoo eval ...` runs; each returns its metrics and, given `out`,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,41 @@ def _model(name: str, pretrained: str | None) -> torch.nn.Module:
     return create_model(name, pretrained=pretrained).eval()
 
 
-def _loader(model_name: str, dataset: Dataset, batch_size: int, workers: int, captions: bool) -> DataLoader:
+def eval_loader(
+    model_name: str, dataset: Dataset, batch_size: int = 128, workers: int = 0, captions: bool = True
+) -> DataLoader:
+    """Batches with the model's evaluation preprocessing and, with `captions`, every caption tokenized."""
     transform = build_transform(get_model_config(model_name).vision, train=False)
     tokenizer = get_tokenizer(model_name) if captions else None
     collate = ImageTextCollator(transform, tokenizer, captions="all")
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+
+
+@dataclass
+class RetrievalFeatures:
+    """A retrieval set encoded: images, every caption, caption → image index, and how many were skipped."""
+
+    image_features: torch.Tensor
+    text_features: torch.Tensor
+    text_to_image: torch.Tensor
+    captions: list[str]
+    skipped: int
+
+
+@torch.inference_mode()
+def encode_retrieval_set(model: torch.nn.Module, loader: DataLoader) -> RetrievalFeatures:
+    """Encode every image and caption of `loader`; caption owners are re-indexed into the whole gallery."""
+    images, texts, owners, captions, offset, skipped = [], [], [], [], 0, 0
+    for batch in loader:
+        skipped += len(batch["skipped"])
+        if len(batch["image"]) == 0:
+            continue
+        images.append(model.encode_image(batch["image"]))
+        texts.append(model.encode_text(batch["text"]))
+        owners.append(batch.get("text_to_image", torch.arange(len(batch["image"]))) + offset)
+        captions.extend(batch.get("captions", []))
+        offset += len(batch["image"])
+    return RetrievalFeatures(torch.cat(images), torch.cat(texts), torch.cat(owners), captions, skipped)
 
 
 def _retrieval_source(data: str, split: str) -> Dataset:
@@ -61,33 +92,21 @@ def evaluate_retrieval(
     out: str | None = None,
 ) -> dict[str, Any]:
     """Image↔text retrieval on a Karpathy split (all captions per image) or a CSV/JSONL of pairs."""
-    net = _model(model, pretrained)
     source = _retrieval_source(data, split)
-    images, texts, owners, captions, offset, skipped = [], [], [], [], 0, 0
-    for batch in _loader(model, source, batch_size, workers, captions=True):
-        skipped += len(batch["skipped"])
-        if len(batch["image"]) == 0:
-            continue
-        images.append(net.encode_image(batch["image"]))
-        texts.append(net.encode_text(batch["text"]))
-        owner = batch.get("text_to_image", torch.arange(len(batch["image"])))
-        owners.append(owner + offset)
-        captions.extend(batch.get("captions", []))
-        offset += len(batch["image"])
-    image_features, text_features, text_to_image = torch.cat(images), torch.cat(texts), torch.cat(owners)
-    metrics = retrieval_metrics(image_features, text_features, text_to_image)
+    encoded = encode_retrieval_set(_model(model, pretrained), eval_loader(model, source, batch_size, workers))
+    metrics = retrieval_metrics(encoded.image_features, encoded.text_features, encoded.text_to_image)
     title = f"{model} retrieval on {data} ({split})"
     if out:
         # The query grid shows gallery images by index: only possible when none was skipped.
-        gallery = _GalleryImages(source) if not skipped else None
+        gallery = _GalleryImages(source) if not encoded.skipped else None
         write_report(
             out,
             metrics,
             title=title,
-            image_features=image_features,
-            text_features=text_features,
-            text_to_image=text_to_image,
-            captions=captions or None,
+            image_features=encoded.image_features,
+            text_features=encoded.text_features,
+            text_to_image=encoded.text_to_image,
+            captions=encoded.captions or None,
             images=gallery,
         )
     else:
@@ -111,7 +130,7 @@ def evaluate_zeroshot(
     classifier = zeroshot_classifier(
         net, get_tokenizer(model), dataset.class_names, templates or SIMPLE_TEMPLATES
     )
-    encoded = encode_images(net, _loader(model, dataset, batch_size, workers, captions=False))
+    encoded = encode_images(net, eval_loader(model, dataset, batch_size, workers, captions=False))
     metrics = zeroshot_metrics(encoded.features, classifier, encoded.labels, classnames=dataset.class_names)
     _finish(metrics, f"{model} zero-shot on {data}", out)
     return metrics
@@ -130,9 +149,11 @@ def evaluate_linear_probe(
     """Logistic regression on frozen image features: trained on `train_data`, tested on `data` (folders)."""
     net = _model(model, pretrained)
     train = encode_images(
-        net, _loader(model, ImageFolderClasses(train_data), batch_size, workers, captions=False)
+        net, eval_loader(model, ImageFolderClasses(train_data), batch_size, workers, captions=False)
     )
-    test = encode_images(net, _loader(model, ImageFolderClasses(data), batch_size, workers, captions=False))
+    test = encode_images(
+        net, eval_loader(model, ImageFolderClasses(data), batch_size, workers, captions=False)
+    )
     with torch.inference_mode(False):  # the probe itself is trained
         metrics = linear_probe(
             train.features.clone(), train.labels.clone(), test.features.clone(), test.labels.clone()
