@@ -8,7 +8,8 @@
     vlzoo shards SOURCE PATTERN                write webdataset shards from any source
     vlzoo demo                                 toyworld → train a tiny CLIP on the CPU → report
 
-Domain packages call `main(prog="vlzoo-<domain>", defaults=...)` for their own command.
+Domain packages call `main(prog="vlzoo-<domain>", defaults=..., commands=...)` for their own command:
+`defaults` are LightningCLI defaults by dotted key, `commands` add subcommands or replace core ones.
 """
 
 from __future__ import annotations
@@ -16,12 +17,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vlzoo.core.errors import VlzooError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: `configure(parser)` adds its arguments and `parser.set_defaults(func=run)`, with
+    `run(args) -> exit code`."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -118,30 +129,42 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser(prog: str = "vlzoo") -> argparse.ArgumentParser:
+def build_parser(
+    prog: str = "vlzoo", commands: Mapping[str, Command] | None = None
+) -> argparse.ArgumentParser:
+    """The parser of `prog`: the core subcommands, with `commands` added (a same-named one replaces the
+    core's)."""
+    commands = dict(commands or {})
     parser = argparse.ArgumentParser(
         prog=prog,
         description="vlzoo: domain vision-language models. "
         f"Training: {prog} fit|validate|test -c RECIPE.yaml (see {prog} fit --help).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, command in {**CORE_COMMANDS, **commands}.items():
+        command.configure(sub.add_parser(name, help=command.help))
+    return parser
 
-    p = sub.add_parser("list", help="list registered models (or their pretrained tags)")
+
+def _configure_list(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'clip-*'")
     p.add_argument("--pretrained", action="store_true", help="list name:tag for every pretrained weight")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("info", help="config, parameter count and pretrained tags of a model")
+
+def _configure_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("name")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("download", help="download (and verify) a model's pretrained weights into the cache")
+
+def _configure_download(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="NAME or NAME:TAG")
     p.add_argument("--cache-dir", default=None, help="cache directory (default $VLZOO_HOME/weights)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_download)
 
-    p = sub.add_parser("shards", help="write webdataset tar shards from a CSV/TSV/JSONL/Karpathy JSON/folder")
+
+def _configure_shards(p: argparse.ArgumentParser) -> None:
     p.add_argument("source")
     p.add_argument("pattern", help="printf-style shard path, e.g. shards/train-%%06d.tar")
     p.add_argument("--split", default="train", help="split of a Karpathy JSON")
@@ -151,7 +174,8 @@ def build_parser(prog: str = "vlzoo") -> argparse.ArgumentParser:
     p.add_argument("--max-count", type=int, default=10_000, help="samples per shard at most")
     p.set_defaults(func=_cmd_shards)
 
-    p = sub.add_parser("eval", help="evaluate a model: retrieval, zero-shot or linear-probe classification")
+
+def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", choices=["retrieval", "zeroshot", "linear-probe"])
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--pretrained", default=None, help="weights: tag, file, HF directory or hf-hub:")
@@ -164,17 +188,34 @@ def build_parser(prog: str = "vlzoo") -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the report (JSON and plots) here")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("demo", help="train a tiny CLIP on generated toyworld data on the CPU and report")
+
+def _configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="vlzoo-demo")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--n-train", type=int, default=3000)
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_cmd_demo)
-    return parser
+
+
+CORE_COMMANDS: dict[str, Command] = {
+    "list": Command("list registered models (or their pretrained tags)", _configure_list),
+    "info": Command("config, parameter count and pretrained tags of a model", _configure_info),
+    "download": Command(
+        "download (and verify) a model's pretrained weights into the cache", _configure_download
+    ),
+    "shards": Command(
+        "write webdataset tar shards from a CSV/TSV/JSONL/Karpathy JSON/folder", _configure_shards
+    ),
+    "eval": Command("evaluate a model: retrieval, zero-shot or linear-probe classification", _configure_eval),
+    "demo": Command("train a tiny CLIP on generated toyworld data on the CPU and report", _configure_demo),
+}
 
 
 def main(
-    argv: Sequence[str] | None = None, prog: str = "vlzoo", defaults: Mapping[str, Any] | None = None
+    argv: Sequence[str] | None = None,
+    prog: str = "vlzoo",
+    defaults: Mapping[str, Any] | None = None,
+    commands: Mapping[str, Command] | None = None,
 ) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -183,7 +224,7 @@ def main(
 
             run_lightning_cli(args_list, prog=prog, defaults=dict(defaults or {}))
             return 0
-        args = build_parser(prog).parse_args(args_list)
+        args = build_parser(prog, commands).parse_args(args_list)
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except VlzooError as err:

@@ -13,18 +13,19 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vlzoo.core.data import ImageFolderClasses, ImageTextCollator, build_transform
+from vlzoo.core.data import ImageFolderClasses, ImageTextCollator, build_source, infer_data_kind
 from vlzoo.core.eval import (
     SIMPLE_TEMPLATES,
     encode_images,
     linear_probe,
     print_table,
+    retrieval_features,
     retrieval_metrics,
     write_report,
     zeroshot_classifier,
     zeroshot_metrics,
 )
-from vlzoo.core.registry import create_model, get_model_config, get_tokenizer
+from vlzoo.core.registry import create_model, get_tokenizer, get_transforms
 
 
 def _model(name: str, pretrained: str | None) -> torch.nn.Module:
@@ -35,7 +36,7 @@ def eval_loader(
     model_name: str, dataset: Dataset, batch_size: int = 128, workers: int = 0, captions: bool = True
 ) -> DataLoader:
     """Batches with the model's evaluation preprocessing and, with `captions`, every caption tokenized."""
-    transform = build_transform(get_model_config(model_name).vision, train=False)
+    transform = get_transforms(model_name, train=False)
     tokenizer = get_tokenizer(model_name) if captions else None
     collate = ImageTextCollator(transform, tokenizer, captions="all")
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
@@ -60,25 +61,18 @@ def encode_retrieval_set(model: torch.nn.Module, loader: DataLoader) -> Retrieva
         skipped += len(batch["skipped"])
         if len(batch["image"]) == 0:
             continue
-        images.append(model.encode_image(batch["image"]))
-        texts.append(model.encode_text(batch["text"]))
+        image_features, text_features = retrieval_features(model, batch)
+        images.append(image_features)
+        texts.append(text_features)
         owners.append(batch.get("text_to_image", torch.arange(len(batch["image"]))) + offset)
         captions.extend(batch.get("captions", []))
         offset += len(batch["image"])
     return RetrievalFeatures(torch.cat(images), torch.cat(texts), torch.cat(owners), captions, skipped)
 
 
-def _retrieval_source(data: str, split: str) -> Dataset:
-    from vlzoo.core.data import CsvPairs, JsonlPairs, KarpathySplits
-    from vlzoo.core.train.datamodule import data_kind
-
-    readers = {
-        "karpathy": lambda: KarpathySplits(data, split=split, captions="all"),
-        "csv": lambda: CsvPairs(data),
-        "tsv": lambda: CsvPairs(data, sep="\t"),
-        "jsonl": lambda: JsonlPairs(data),
-    }
-    return readers[data_kind(data)]()
+def _retrieval_source(data: str, split: str, kind: str | None = None) -> Dataset:
+    """Every caption of every image of `data` (a file of any registered kind)."""
+    return build_source(data, kind or infer_data_kind(data), split, "all", {"train": False})
 
 
 @torch.inference_mode()
@@ -90,9 +84,11 @@ def evaluate_retrieval(
     batch_size: int = 128,
     workers: int = 2,
     out: str | None = None,
+    data_kind: str | None = None,
 ) -> dict[str, Any]:
-    """Image↔text retrieval on a Karpathy split (all captions per image) or a CSV/JSONL of pairs."""
-    source = _retrieval_source(data, split)
+    """Image↔text retrieval on a Karpathy split (all captions per image), a CSV/JSONL of pairs, or data of
+    any registered kind (`data_kind`, else from the file's suffix)."""
+    source = _retrieval_source(data, split, data_kind)
     encoded = encode_retrieval_set(_model(model, pretrained), eval_loader(model, source, batch_size, workers))
     metrics = retrieval_metrics(encoded.image_features, encoded.text_features, encoded.text_to_image)
     title = f"{model} retrieval on {data} ({split})"

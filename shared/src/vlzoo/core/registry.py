@@ -240,21 +240,25 @@ def _check_required(required: Mapping[str, Any], overrides: Mapping[str, Any], w
 
 
 def get_tokenizer(name: str, **overrides: Any):
-    """The tokenizer the model's text tower was configured with (CLIP BPE or an HF tokenizer)."""
+    """The model's tokenizer: its config's own `tokenizer()` if it has one (a vocabulary built in memory, as a
+    tiny model with no hub files needs), else the one its text tower was configured with (CLIP BPE or HF)."""
     from vlzoo.core.towers.text import build_tokenizer
 
     cfg = get_model_config(name, **overrides)
+    own = getattr(cfg, "tokenizer", None)
+    if callable(own):
+        return own()
     if getattr(cfg, "text", None) is None:
         raise ConfigError(f"model {name!r} has no text tower, so no tokenizer")
     return build_tokenizer(cfg.text)
 
 
-def get_transforms(name: str, train: bool, **overrides: Any):
-    """Image preprocessing from the model's vision config: resize, crop, tensor, normalize."""
-    from vlzoo.core.data.transforms import image_transform
+def get_transforms(name: str, train: bool, albumentations: Any | None = None, **overrides: Any):
+    """The model's preprocessing: its config's own `transform()` if it has one, else resize, crop, tensor
+    and normalize from its vision config (with `albumentations` augmentations before, when given)."""
+    from vlzoo.core.data.transforms import model_transform
 
-    cfg = get_model_config(name, **overrides)
-    return image_transform(cfg.vision, train=train)
+    return model_transform(get_model_config(name, **overrides), train=train, albumentations=albumentations)
 
 
 def model_info(name: str) -> dict[str, Any]:

@@ -9,6 +9,15 @@ Unreadable samples never raise: sources return skip markers, `ImageTextCollator`
 """
 
 from vlzoo.core.data.collate import ImageTextCollator, SkipCounter, flatten_captions
+from vlzoo.core.data.kinds import (
+    build_source,
+    data_kinds,
+    ensure_generated,
+    generated_datasets,
+    infer_data_kind,
+    register_data_kind,
+    register_generated_dataset,
+)
 from vlzoo.core.data.shards import ShardSource, expand_shards, read_shard, write_shards
 from vlzoo.core.data.sources import (
     IMAGE_EXTENSIONS,
@@ -29,7 +38,12 @@ from vlzoo.core.data.toyworld import (
     write_toyworld,
     write_toyworld_classes,
 )
-from vlzoo.core.data.transforms import AlbumentationsTransform, build_transform, image_transform
+from vlzoo.core.data.transforms import (
+    AlbumentationsTransform,
+    build_transform,
+    image_transform,
+    model_transform,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -44,13 +58,21 @@ __all__ = [
     "SkipCounter",
     "ToyWorld",
     "bag_of_colours_baseline",
+    "build_source",
     "build_transform",
+    "data_kinds",
     "decode_image",
+    "ensure_generated",
     "expand_shards",
     "flatten_captions",
+    "generated_datasets",
     "image_transform",
+    "infer_data_kind",
     "is_skipped",
+    "model_transform",
     "read_shard",
+    "register_data_kind",
+    "register_generated_dataset",
     "register_image_decoder",
     "skip_marker",
     "toyworld_classes",

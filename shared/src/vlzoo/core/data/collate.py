@@ -8,7 +8,7 @@ loop, where a `SkipCounter` sums them per epoch and stops the run when the rate 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +38,8 @@ class ImageTextCollator:
     """samples → `{"image": FloatTensor[B,C,H,W], "text": TokenizedText, "id": list, "skipped": list, ...}`.
 
     - `transform` maps one decoded image to a tensor (torchvision or a `build_transform` albumentations
-      wrapper). `tokenizer` is called once per batch.
+      wrapper), or to a dict of tensors with `"image"` among them (several views: multi-crop, a volume's
+      slice mask): each key is stacked into the batch. `tokenizer` is called once per batch.
     - `text_key`: the caption field of single-caption samples. Samples with `"texts"` (several captions):
       `captions="random"` picks one per sample (training), `"first"` the first, `"all"` keeps every one and
       adds `batch["text_to_image"]` (LongTensor, caption row → image row in this batch) for retrieval
@@ -76,7 +77,11 @@ class ImageTextCollator:
         if not kept:
             batch["image"] = torch.empty(0)
             return batch
-        batch["image"] = torch.stack([self._to_tensor(s) for s in kept])
+        views = [self._to_tensor(s) for s in kept]
+        if isinstance(views[0], Mapping):  # several views per sample: {"image", "global_crops", ...}
+            batch.update({key: torch.stack([v[key] for v in views]) for key in views[0]})
+        else:
+            batch["image"] = torch.stack(views)
         texts, text_to_image = self._texts(kept)
         if texts is not None:
             batch["captions"] = texts
@@ -90,12 +95,20 @@ class ImageTextCollator:
                 batch[key] = _collate_values([s[key] for s in kept])
         return batch
 
-    def _to_tensor(self, sample: Sample) -> torch.Tensor:
+    def _to_tensor(self, sample: Sample) -> torch.Tensor | Mapping[str, torch.Tensor]:
         out = self.transform(sample["image"])
+        where = sample.get("path", sample.get("id"))
+        if isinstance(out, Mapping):
+            if "image" not in out or not all(torch.is_tensor(v) for v in out.values()):
+                raise DataError(
+                    f"the transform returned a dict for {where} without an 'image' tensor or with values "
+                    f"that are not tensors (keys: {sorted(out)})"
+                )
+            return out
         if not torch.is_tensor(out):
             raise DataError(
-                f"the transform returned {type(out).__name__} for {sample.get('path', sample.get('id'))}, "
-                "not a tensor; end it with ToTensor (torchvision) or use build_transform"
+                f"the transform returned {type(out).__name__} for {where}, not a tensor or a dict of "
+                "tensors; end it with ToTensor (torchvision) or use build_transform"
             )
         return out
 

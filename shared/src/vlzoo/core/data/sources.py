@@ -66,14 +66,19 @@ def register_image_decoder(extension: str, decoder: ImageDecoder) -> None:
     Domain packages register here what PIL can't read well, e.g. a multi-band GeoTIFF decoder returning a
     `[H, W, C]` array; the last registration for an extension wins.
     """
-    ext = extension.lower() if extension.startswith(".") else f".{extension.lower()}"
+    ext = extension.lower() if extension.startswith(".") else f".{extension.lower()}"  # ".nii.gz" works too
     _DECODERS[ext] = decoder
 
 
 def decode_image(data: bytes | str | os.PathLike, name: str | os.PathLike) -> Any:
-    """Decode an image file (path) or its bytes; `name` carries the extension that picks the decoder."""
-    ext = Path(name).suffix.lower()
-    return _DECODERS.get(ext, _decode_pil)(data, str(name))
+    """Decode an image file (path) or its bytes; `name` carries the extension that picks the decoder (the
+    longest registered one: `.nii.gz` before `.gz`)."""
+    suffixes = [s.lower() for s in Path(name).suffixes]
+    for i in range(len(suffixes)):
+        decoder = _DECODERS.get("".join(suffixes[i:]))
+        if decoder is not None:
+            return decoder(data, str(name))
+    return _decode_pil(data, str(name))
 
 
 for _ext in IMAGE_EXTENSIONS:

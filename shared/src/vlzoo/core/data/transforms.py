@@ -70,6 +70,16 @@ def build_transform(
     return AlbumentationsTransform(_as_compose(albumentations), cfg)
 
 
+def model_transform(cfg: Any, train: bool, albumentations: Any | None = None) -> Callable[[Any], Any]:
+    """The preprocessing of a model config: its own `cfg.transform(train, albumentations)` when the config
+    defines one (a volume pipeline, multi-band GeoTIFFs, multi-crop views), else `build_transform` of its
+    vision tower. A transform returns a tensor, or a dict of tensors with `"image"` among them."""
+    own = getattr(cfg, "transform", None)
+    if callable(own):
+        return own(train=train, albumentations=albumentations)
+    return build_transform(cfg.vision, train=train, albumentations=albumentations)
+
+
 def _import_albumentations():
     # albumentations asks PyPI for a newer version at import unless told not to; training must stay offline
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

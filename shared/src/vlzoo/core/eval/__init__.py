@@ -8,7 +8,7 @@
 ...              text_to_image=text_to_image)
 """
 
-from vlzoo.core.eval.features import EncodedImages, encode_images, encode_texts
+from vlzoo.core.eval.features import EncodedImages, encode_images, encode_texts, retrieval_features
 from vlzoo.core.eval.linear_probe import (
     DEFAULT_WEIGHT_DECAYS,
     LogisticRegression,
@@ -59,6 +59,7 @@ __all__ = [
     "plot_similarity_heatmap",
     "print_table",
     "recall_at_k",
+    "retrieval_features",
     "retrieval_metrics",
     "retrieval_ranks",
     "to_jsonable",

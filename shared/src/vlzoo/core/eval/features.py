@@ -15,7 +15,17 @@ import torch.nn.functional as F
 
 from vlzoo.core.errors import ConfigError, DataError
 
-__all__ = ["EncodedImages", "encode_images", "encode_texts"]
+__all__ = ["EncodedImages", "encode_images", "encode_texts", "retrieval_features"]
+
+
+def retrieval_features(model: torch.nn.Module, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image features, text features) of an evaluation batch: the model's own `retrieval_features(batch)`
+    when it has one (a volume encoder, a fusion model's uni-modal paths), else `encode_image(batch["image"])`
+    and `encode_text(batch["text"])`."""
+    own = getattr(model, "retrieval_features", None)
+    if callable(own):
+        return own(batch)
+    return model.encode_image(batch["image"]), model.encode_text(batch["text"])
 
 
 @dataclass

@@ -9,33 +9,25 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from vlzoo.core.data import (
-    CsvPairs,
-    ImageTextCollator,
-    JsonlPairs,
-    KarpathySplits,
-    ShardSource,
-    build_transform,
-    write_toyworld,
+from vlzoo.core.data import ImageTextCollator
+from vlzoo.core.data.kinds import (
+    build_source,
+    data_kinds,
+    ensure_generated,
+    get_data_kind,
+    get_generated_dataset,
+    infer_data_kind,
 )
 from vlzoo.core.errors import ConfigError, DataError
-from vlzoo.core.registry import get_model_config, get_tokenizer
+from vlzoo.core.registry import get_tokenizer, get_transforms
 
 TOYWORLD = "toyworld"
-DATA_KINDS = ("auto", "csv", "tsv", "jsonl", "karpathy", "webdataset", TOYWORLD)
 
 
 def data_kind(path: str) -> str:
-    """What a data argument names, from its suffix: `.csv`, `.tsv`, `.jsonl`, `.json` (Karpathy), `.tar`."""
-    if path == TOYWORLD:
-        return TOYWORLD
-    name = str(path).split("::")[0]
-    for suffix, kind in ((".csv", "csv"), (".tsv", "tsv"), (".jsonl", "jsonl"), (".json", "karpathy")):
-        if name.endswith(suffix):
-            return kind
-    if ".tar" in name:
-        return "webdataset"
-    raise ConfigError(f"cannot tell the format of data {path!r}: give data_kind (one of {DATA_KINDS[1:]})")
+    """What a data argument names: a generated dataset (`toyworld`, a domain's `rs-toyworld`), or a file
+    format from its suffix (`.csv`, `.tsv`, `.jsonl`, `.json` = Karpathy, `.tar` shards, a domain's own)."""
+    return infer_data_kind(path)
 
 
 class ImageTextDataModule(L.LightningDataModule):
@@ -43,9 +35,12 @@ class ImageTextDataModule(L.LightningDataModule):
 
     Args:
         data: a CSV/TSV/JSONL of pairs, a Karpathy split JSON, webdataset shards (`shards-{000..009}.tar`),
-            or `"toyworld"` (generated under `data_dir` on first use).
-        val_data, test_data: the same kinds; a Karpathy JSON (and toyworld) defaults to its own
+            a domain's own format, or a generated dataset's name (`"toyworld"`, a domain's `"rs-toyworld"`:
+            written under `data_dir` on first use).
+        val_data, test_data: the same kinds; a Karpathy JSON (and a generated dataset) defaults to its own
             `val_split` / `test_split`.
+        data_kind: how to read `data` when its suffix doesn't tell (`"auto"`), e.g. `"medconcept"`; the
+            kinds are those of `vlzoo.core.data.kinds` plus the installed domains'.
         model, model_overrides: whose preprocessing and tokenizer to use (linked from the model by the CLI).
         img_key, caption_key: columns of CSV/TSV/JSONL.
         captions: training caption per image with several: `"random"` each epoch, or `"each"` pair.
@@ -53,7 +48,9 @@ class ImageTextDataModule(L.LightningDataModule):
         epoch_length: samples per epoch of streamed shards: drawn with replacement when `resampled_shards`,
             else the number of training samples the shards hold. The learning-rate schedule needs it
             (or `trainer.max_steps`), since a stream has no length of its own.
-        toyworld: arguments of `write_toyworld` (n_train, n_val, n_test, image_size, seed).
+        data_dir: where a generated dataset is written (default `data/<its name>`).
+        generate: arguments of the generated dataset's writer (for toyworld: n_train, n_val, n_test,
+            image_size, seed). `toyworld` is the older name of the same argument.
     """
 
     def __init__(
@@ -77,13 +74,16 @@ class ImageTextDataModule(L.LightningDataModule):
         shuffle_buffer: int = 1000,
         resampled_shards: bool = False,
         epoch_length: int | None = None,
-        data_dir: str = "data/toyworld",
+        data_dir: str | None = None,
+        generate: dict[str, Any] | None = None,
         toyworld: dict[str, Any] | None = None,
         seed: int = 0,
     ):
         super().__init__()
-        if data_kind not in DATA_KINDS:
-            raise ConfigError(f"data.data_kind must be one of {DATA_KINDS}, got {data_kind!r}")
+        if data_kind != "auto" and data_kind not in data_kinds():
+            raise ConfigError(f"data.data_kind must be 'auto' or one of {data_kinds()}, got {data_kind!r}")
+        if generate is not None and toyworld is not None:
+            raise ConfigError("give data.generate or its older name data.toyworld, not both")
         if captions not in ("random", "each"):
             raise ConfigError(f"data.captions must be 'random' or 'each', got {captions!r}")
         if batch_size < 1:
@@ -93,44 +93,33 @@ class ImageTextDataModule(L.LightningDataModule):
 
     # ----------------------------------------------------------------------------------- sources
     def _resolve(self, data: str) -> tuple[str, str]:
+        """(path, kind) of a data argument; a generated dataset resolves to the file its writer makes."""
         hp = self.hparams
-        kind = hp.data_kind if hp.data_kind != "auto" and data == hp.data else data_kind(data)
-        if kind == TOYWORLD:
-            return str(Path(hp.data_dir) / "toyworld.json"), "karpathy"
+        kind = hp.data_kind if hp.data_kind != "auto" and data == hp.data else infer_data_kind(data)
+        generated = get_generated_dataset(kind)
+        if generated is not None:
+            return str(self._data_dir(kind) / generated.filename), generated.kind
         return data, kind
 
+    def _data_dir(self, name: str) -> Path:
+        return Path(self.hparams.data_dir or Path("data") / name)
+
     def prepare_data(self) -> None:
-        if TOYWORLD in (self.hparams.data, self.hparams.val_data, self.hparams.test_data):
-            json_path = Path(self.hparams.data_dir) / "toyworld.json"
-            if not json_path.is_file():
-                write_toyworld(self.hparams.data_dir, **(self.hparams.toyworld or {}))
+        hp = self.hparams
+        for data in {hp.data, hp.val_data, hp.test_data} - {None}:
+            if get_generated_dataset(data) is not None:
+                ensure_generated(data, self._data_dir(data), hp.generate or hp.toyworld)
 
     def _source(self, data: str, split: str, train: bool) -> Dataset:
         hp = self.hparams
         path, kind = self._resolve(data)
-        mode = hp.captions if train else "all"
-        if kind in ("csv", "tsv"):
-            return CsvPairs(
-                path, img_key=hp.img_key, caption_key=hp.caption_key, sep="\t" if kind == "tsv" else ","
-            )
-        if kind == "jsonl":
-            return JsonlPairs(path, img_key=hp.img_key, caption_key=hp.caption_key)
-        if kind == "karpathy":
-            return KarpathySplits(path, split=split, captions=mode)
-        return ShardSource(
-            path,
-            shuffle_buffer=hp.shuffle_buffer if train else 0,
-            resampled=hp.resampled_shards and train,
-            epoch_length=hp.epoch_length,
-            num_samples=hp.epoch_length if train else None,
-            seed=hp.seed,
-        )
+        return build_source(path, kind, split, hp.captions if train else "all", {**hp, "train": train})
 
     def _eval_data(self, given: str | None) -> str | None:
         if given is not None:
             return given
         _, kind = self._resolve(self.hparams.data)
-        return self.hparams.data if kind == "karpathy" else None
+        return self.hparams.data if get_data_kind(kind).has_splits else None
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
@@ -148,8 +137,9 @@ class ImageTextDataModule(L.LightningDataModule):
     def _collator(self, train: bool) -> ImageTextCollator:
         hp = self.hparams
         overrides = hp.model_overrides or {}
-        vision = get_model_config(hp.model, **overrides).vision
-        transform = build_transform(vision, train=train, albumentations=hp.albumentations if train else None)
+        transform = get_transforms(
+            hp.model, train=train, albumentations=hp.albumentations if train else None, **overrides
+        )
         captions = ("random" if hp.captions == "random" else "first") if train else "all"
         return ImageTextCollator(
             transform, get_tokenizer(hp.model, **overrides), captions=captions, seed=hp.seed

@@ -2,7 +2,10 @@
 
 The module knows nothing of a model's objectives: it calls `model(batch)`, minimizes the returned
 `"loss"` and logs every other scalar. A domain model with ITM, MLM or distillation terms returns those
-terms too; nothing here changes for it.
+terms too; nothing here changes for it. Two optional model hooks:
+- `model.on_train_step_end(step, total_steps)` after each optimizer step (EMA teachers, momentum schedules);
+- `model.retrieval_features(batch) -> (image_features, text_features)` for validation and test retrieval,
+  when `encode_image(batch["image"])` / `encode_text(batch["text"])` isn't how the model is evaluated.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from torch import nn
 
 from vlzoo.core.errors import ConfigError
+from vlzoo.core.eval.features import retrieval_features
 from vlzoo.core.eval.retrieval import retrieval_metrics
 from vlzoo.core.losses import DistributedLossBase, build_loss
 from vlzoo.core.registry import create_model
@@ -119,6 +123,7 @@ class ContrastiveModule(L.LightningModule):
         if compile:
             self.model.compile()
         self._eval_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._hooked_step = -1
 
     # ------------------------------------------------------------------------------------------- fit
     def setup(self, stage: str) -> None:
@@ -158,6 +163,16 @@ class ContrastiveModule(L.LightningModule):
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
+    def on_train_start(self) -> None:
+        self._hooked_step = self.global_step  # a resumed run starts counting where it stopped
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Once per optimizer step (not per accumulated micro-batch), after the weights moved.
+        hook = getattr(self.model, "on_train_step_end", None)
+        if callable(hook) and self.global_step > self._hooked_step:
+            self._hooked_step = self.global_step
+            hook(self.global_step, int(self.trainer.estimated_stepping_batches))
+
     def configure_optimizers(self):
         hp = self.hparams
         groups = param_groups(self.model, hp.weight_decay, hp.lr, hp.tower_lr)
@@ -183,8 +198,7 @@ class ContrastiveModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: Mapping[str, Any]) -> None:
-        images = self.model.encode_image(batch["image"])
-        texts = self.model.encode_text(batch["text"])
+        images, texts = retrieval_features(self.model, batch)
         owner = batch.get("text_to_image")
         if owner is None:  # one caption per image
             owner = torch.arange(len(images), device=images.device)

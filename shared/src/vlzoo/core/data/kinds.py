@@ -1,0 +1,190 @@
+"""Data kinds: what a recipe's `data:` names and how it is read.
+
+A *kind* turns a path into a map-style or iterable dataset of sample dicts: the core has `csv`, `tsv`,
+`jsonl`, `karpathy` and `webdataset`; a domain adds its own (`medconcept`, `rs-karpathy`, ...) with
+`register_data_kind`. A *generated dataset* (`toyworld`, a domain's `rs-toyworld`) is a name instead of a
+path: its writer runs once under the datamodule's `data_dir` and the file it writes is then read with its
+kind. Domains register both when their `vlzoo.models` entry point is imported, so lookups discover plugins
+first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from vlzoo.core.errors import ConfigError
+
+# build(path, split, captions, options) -> Dataset. `captions` is "all" when evaluating (every caption of
+# an image), else the training mode ("random" / "each"); `options` holds the datamodule's arguments
+# (img_key, caption_key, data_dir, shuffle_buffer, ...) plus `train`.
+SourceBuilder = Callable[[str, str, str, Mapping[str, Any]], Dataset]
+
+
+@dataclass(frozen=True)
+class DataKind:
+    name: str
+    build: SourceBuilder
+    suffixes: tuple[str, ...] = ()
+    has_splits: bool = False  # one file holds train/val/test (Karpathy JSON): evaluation defaults to it
+
+
+@dataclass(frozen=True)
+class GeneratedDataset:
+    name: str
+    write: Callable[..., Any]
+    filename: str
+    kind: str = "karpathy"
+
+
+_KINDS: dict[str, DataKind] = {}
+_GENERATED: dict[str, GeneratedDataset] = {}
+
+
+def register_data_kind(
+    name: str,
+    build: SourceBuilder,
+    suffixes: tuple[str, ...] | list[str] = (),
+    has_splits: bool = False,
+) -> None:
+    """Read data of kind `name` (and, with `data_kind: auto`, files ending in one of `suffixes`) with
+    `build(path, split, captions, options)`. `has_splits`: one file holds every split, so validation and
+    test default to the training file. A later registration of the same name replaces the earlier."""
+    _KINDS[name] = DataKind(name, build, tuple(s.lower() for s in suffixes), has_splits)
+
+
+def register_generated_dataset(
+    name: str, write: Callable[..., Any], filename: str, kind: str = "karpathy"
+) -> None:
+    """`data: <name>` runs `write(data_dir, **generate)` once (when `data_dir/filename` is missing) and reads
+    `data_dir/filename` as data of `kind`."""
+    _GENERATED[name] = GeneratedDataset(name, write, filename, kind)
+
+
+def _discover() -> None:
+    from vlzoo.core.registry import discover_plugins
+
+    discover_plugins()
+
+
+def data_kinds() -> list[str]:
+    _discover()
+    return sorted(_KINDS)
+
+
+def generated_datasets() -> list[str]:
+    _discover()
+    return sorted(_GENERATED)
+
+
+def get_data_kind(name: str) -> DataKind:
+    if name not in _KINDS:
+        _discover()
+    if name not in _KINDS:
+        raise ConfigError(f"unknown data kind {name!r}; the kinds are {sorted(_KINDS)}")
+    return _KINDS[name]
+
+
+def get_generated_dataset(name: str) -> GeneratedDataset | None:
+    if name not in _GENERATED:
+        _discover()
+    return _GENERATED.get(name)
+
+
+def infer_data_kind(path: str) -> str:
+    """The kind a data argument names: a generated dataset's name, else the longest matching file suffix
+    (`.csv`, `.tsv`, `.jsonl`, `.json` = Karpathy, a domain's own), else `webdataset` for `.tar` shards."""
+    if get_generated_dataset(path) is not None:
+        return path
+    name = str(path).split("::")[0].lower()
+    matches = [(len(s), kind.name) for kind in _KINDS.values() for s in kind.suffixes if name.endswith(s)]
+    if matches:
+        return max(matches)[1]
+    if ".tar" in name:
+        return "webdataset"
+    raise ConfigError(
+        f"cannot tell the format of data {path!r}: give data_kind (one of {data_kinds()}) or a generated "
+        f"dataset's name ({generated_datasets()})"
+    )
+
+
+def build_source(path: str, kind: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
+    return get_data_kind(kind).build(str(path), split, captions, options)
+
+
+def ensure_generated(name: str, data_dir: str | Path, options: Mapping[str, Any] | None = None) -> Path:
+    """Write generated dataset `name` under `data_dir` unless its file is there; return that file."""
+    spec = get_generated_dataset(name)
+    if spec is None:
+        raise ConfigError(f"{name!r} is not a generated dataset; those are {generated_datasets()}")
+    path = Path(data_dir) / spec.filename
+    if not path.is_file():
+        spec.write(data_dir, **dict(options or {}))
+    return path
+
+
+# ------------------------------------------------------------------------------------ the core's kinds
+
+
+def _csv(sep: str) -> SourceBuilder:
+    def build(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
+        from vlzoo.core.data.sources import CsvPairs
+
+        return CsvPairs(
+            path,
+            img_key=options.get("img_key", "filepath"),
+            caption_key=options.get("caption_key", "title"),
+            sep=sep,
+        )
+
+    return build
+
+
+def _jsonl(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
+    from vlzoo.core.data.sources import JsonlPairs
+
+    return JsonlPairs(
+        path,
+        img_key=options.get("img_key", "image"),
+        caption_key=options.get("caption_key", "text"),
+        captions="all" if captions == "all" else "first",
+    )
+
+
+def _karpathy(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
+    from vlzoo.core.data.sources import KarpathySplits
+
+    return KarpathySplits(path, split=split, captions=captions)  # type: ignore[arg-type]
+
+
+def _webdataset(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
+    from vlzoo.core.data.shards import ShardSource
+
+    train = bool(options.get("train", captions != "all"))
+    epoch_length = options.get("epoch_length")
+    return ShardSource(
+        path,
+        shuffle_buffer=options.get("shuffle_buffer", 1000) if train else 0,
+        resampled=bool(options.get("resampled_shards", False)) and train,
+        epoch_length=epoch_length,
+        num_samples=epoch_length if train else None,
+        seed=options.get("seed", 0),
+    )
+
+
+def _write_toyworld(out_dir: str | Path, **kwargs: Any) -> Path:
+    from vlzoo.core.data.toyworld import write_toyworld
+
+    return write_toyworld(out_dir, **kwargs)
+
+
+register_data_kind("csv", _csv(","), suffixes=(".csv",))
+register_data_kind("tsv", _csv("\t"), suffixes=(".tsv",))
+register_data_kind("jsonl", _jsonl, suffixes=(".jsonl",))
+register_data_kind("karpathy", _karpathy, suffixes=(".json",), has_splits=True)
+register_data_kind("webdataset", _webdataset)
+register_generated_dataset("toyworld", _write_toyworld, "toyworld.json", kind="karpathy")
