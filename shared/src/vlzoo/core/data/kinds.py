@@ -136,8 +136,8 @@ def _csv(sep: str) -> SourceBuilder:
 
         return CsvPairs(
             path,
-            img_key=options.get("img_key", "filepath"),
-            caption_key=options.get("caption_key", "title"),
+            img_key=options.get("img_key") or "filepath",
+            caption_key=options.get("caption_key") or "title",
             sep=sep,
         )
 
@@ -149,8 +149,8 @@ def _jsonl(path: str, split: str, captions: str, options: Mapping[str, Any]) -> 
 
     return JsonlPairs(
         path,
-        img_key=options.get("img_key", "image"),
-        caption_key=options.get("caption_key", "text"),
+        img_key=options.get("img_key") or "image",
+        caption_key=options.get("caption_key") or "text",
         captions="all" if captions == "all" else "first",
     )
 

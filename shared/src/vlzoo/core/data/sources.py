@@ -151,8 +151,13 @@ class ImageTextSource(Dataset):
         return load_record(rec, self.captions, cap_index)
 
 
-def load_record(rec: Record, captions: CaptionMode, cap_index: int = 0) -> Sample:
-    """Decode one record into a sample dict, or a skip marker if its image or caption is unusable."""
+def load_record(
+    rec: Record, captions: CaptionMode, cap_index: int = 0, decode: ImageDecoder | None = None
+) -> Sample:
+    """Decode one record into a sample dict, or a skip marker if its image or caption is unusable.
+
+    `decode(path, name)` reads the image (default `decode_image`, by suffix); a source whose "images" are
+    not files by suffix (a DICOM series folder) passes its own."""
     texts = _clean_captions(rec.captions)
     if not texts:
         return skip_marker(rec.sample_id, rec.image_path, "empty caption")
@@ -169,7 +174,7 @@ def load_record(rec: Record, captions: CaptionMode, cap_index: int = 0) -> Sampl
             raw = texts[0]
         sample["text"] = raw.strip()
     try:
-        sample["image"] = decode_image(rec.image_path, rec.image_path)
+        sample["image"] = (decode or decode_image)(rec.image_path, rec.image_path)
     except SAMPLE_ERRORS as err:
         return skip_marker(rec.sample_id, rec.image_path, _reason(err))
     return sample
@@ -199,7 +204,7 @@ class CsvPairs(ImageTextSource):
         root = Path(image_root) if image_root is not None else self.path.parent
         if sep is None:
             sep = "\t" if self.path.suffix.lower() in (".tsv", ".tab") else ","
-        rows, columns = _read_csv(self.path, sep)
+        rows, columns = read_csv_rows(self.path, sep)
         for key in (img_key, caption_key, id_key):
             if key is not None and key not in columns:
                 raise DataError(f"{self.path}: no column {key!r}; the columns are {columns}")
@@ -215,7 +220,8 @@ class CsvPairs(ImageTextSource):
         super().__init__(records, "first", self.path)
 
 
-def _read_csv(path: Path, sep: str) -> tuple[list[dict[str, str]], list[str]]:
+def read_csv_rows(path: Path, sep: str = ",") -> tuple[list[dict[str, str]], list[str]]:
+    """(rows as dicts, column names) of a CSV/TSV file with a header; `DataError` naming the file and row."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f, delimiter=sep, strict=True)
@@ -249,7 +255,7 @@ class JsonlPairs(ImageTextSource):
         self.path = Path(path)
         root = Path(image_root) if image_root is not None else self.path.parent
         records = []
-        for lineno, obj in _read_jsonl(self.path):
+        for lineno, obj in read_jsonl(self.path):
             for key in (img_key, caption_key):
                 if key not in obj:
                     raise DataError(f"{self.path}: line {lineno} has no key {key!r}; it has {sorted(obj)}")
@@ -265,7 +271,8 @@ class JsonlPairs(ImageTextSource):
         super().__init__(records, captions, self.path)
 
 
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; `DataError` naming the file and line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as err:

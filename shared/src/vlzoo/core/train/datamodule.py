@@ -42,7 +42,8 @@ class ImageTextDataModule(L.LightningDataModule):
         data_kind: how to read `data` when its suffix doesn't tell (`"auto"`), e.g. `"medconcept"`; the
             kinds are those of `vlzoo.core.data.kinds` plus the installed domains'.
         model, model_overrides: whose preprocessing and tokenizer to use (linked from the model by the CLI).
-        img_key, caption_key: columns of CSV/TSV/JSONL.
+        img_key, caption_key: columns of CSV/TSV/JSONL (default each format's own: `filepath`/`title` for
+            CSV as open_clip writes them, `image`/`text` for JSONL).
         captions: training caption per image with several: `"random"` each epoch, or `"each"` pair.
         albumentations: augmentations (list of `{"type": ..., **params}`) before the model's normalization.
         epoch_length: samples per epoch of streamed shards: drawn with replacement when `resampled_shards`,
@@ -64,8 +65,8 @@ class ImageTextDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
-        img_key: str = "filepath",
-        caption_key: str = "title",
+        img_key: str | None = None,
+        caption_key: str | None = None,
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "test",
