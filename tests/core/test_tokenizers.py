@@ -60,3 +60,25 @@ def test_hf_tokenizer_from_local_directory(tiny_bert_dir):
     assert out.attention_mask[0].tolist() == [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]  # [CLS] a red circle [SEP]
     assert out.attention_mask[1].all()  # truncated to 10
     assert tok.decode(out.input_ids[0]) == "a red circle"
+
+
+def test_hf_tokenizer_offsets_give_each_tokens_characters(tiny_bert_dir):
+    caption = "a red  circle, x-rays"
+    out = HFTokenizer(str(tiny_bert_dir), context_length=12)([caption])
+    assert out.offsets is not None and out.offsets.shape == (1, 12, 2)
+    tokens = HFTokenizer(str(tiny_bert_dir))._backend.convert_ids_to_tokens(out.input_ids[0])
+    real = [i for i, t in enumerate(tokens) if t not in ("[CLS]", "[SEP]", "[PAD]")]
+    # Each real token's span, cut from the caption, is the token itself (minus WordPiece's "##").
+    spans = [caption[int(out.offsets[0, i, 0]) : int(out.offsets[0, i, 1])] for i in real]
+    assert (
+        spans
+        == [tokens[i].removeprefix("##") for i in real]
+        == ["a", "red", "circle", ",", "x", "-", "ray", "s"]
+    )
+    special = [i for i in range(12) if i not in real]
+    assert out.offsets[0, special].eq(0).all()  # [CLS], [SEP] and padding cover no characters
+    assert out.to("cpu").offsets is not None
+
+
+def test_hf_tokenizer_offsets_can_be_turned_off(tiny_bert_dir):
+    assert HFTokenizer(str(tiny_bert_dir), return_offsets=False)(["a red circle"]).offsets is None

@@ -5,7 +5,9 @@ Two kinds:
   padding), built offline from the merges file shipped inside vlzoo-core, on the `tokenizers` library.
 - `HFTokenizer`: any `transformers.AutoTokenizer` by hub id or local directory (BERT, RoBERTa, XLM-R, ...).
 
-Both return a `TokenizedText` holding `input_ids` and `attention_mask` (1 = real token).
+Both return a `TokenizedText` holding `input_ids` and `attention_mask` (1 = real token); an `HFTokenizer`
+with a fast (Rust) backend also fills `offsets`, each token's character span in its caption, which is what
+maps character-level annotations (concept spans, entities) onto tokens.
 """
 
 from __future__ import annotations
@@ -35,13 +37,19 @@ _WHITESPACE = re.compile(r"\s+")
 
 @dataclass
 class TokenizedText:
-    """Token ids and attention mask, both `LongTensor[B, context_length]`."""
+    """Token ids and attention mask, both `LongTensor[B, context_length]`.
+
+    `offsets` (optional) is `LongTensor[B, context_length, 2]`: the `[start, end)` characters of each token
+    in its caption as given to the tokenizer, `(0, 0)` for special and padding tokens.
+    """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    offsets: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> TokenizedText:
-        return TokenizedText(self.input_ids.to(device), self.attention_mask.to(device))
+        offsets = self.offsets.to(device) if self.offsets is not None else None
+        return TokenizedText(self.input_ids.to(device), self.attention_mask.to(device), offsets)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -157,9 +165,15 @@ class ClipTokenizer:
 
 
 class HFTokenizer:
-    """A transformers tokenizer (hub id or local directory) with fixed-length padding and truncation."""
+    """A transformers tokenizer (hub id or local directory) with fixed-length padding and truncation.
 
-    def __init__(self, name_or_path: str, context_length: int = 77, **kwargs):
+    `return_offsets`: fill `TokenizedText.offsets` (character span of each token). Only fast tokenizers
+    know them; `None` (default) = whenever the backend is fast, `True` = required (an error otherwise).
+    """
+
+    def __init__(
+        self, name_or_path: str, context_length: int = 77, return_offsets: bool | None = None, **kwargs
+    ):
         from transformers import AutoTokenizer
 
         self.name_or_path = name_or_path
@@ -167,6 +181,13 @@ class HFTokenizer:
         self._backend = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
         self.vocab_size = len(self._backend)
         self.pad_token_id = self._backend.pad_token_id
+        is_fast = bool(getattr(self._backend, "is_fast", False))
+        if return_offsets and not is_fast:
+            raise ValueError(
+                f"tokenizer {name_or_path!r} is not a fast (Rust) tokenizer, so it cannot return character "
+                "offsets; save it with a tokenizer.json or use return_offsets=False"
+            )
+        self.return_offsets = is_fast if return_offsets is None else return_offsets
 
     def __call__(self, texts: str | list[str], context_length: int | None = None) -> TokenizedText:
         out = self._backend(
@@ -175,8 +196,10 @@ class HFTokenizer:
             truncation=True,
             max_length=context_length or self.context_length,
             return_tensors="pt",
+            return_offsets_mapping=self.return_offsets,
         )
-        return TokenizedText(out["input_ids"].long(), out["attention_mask"].long())
+        offsets = out["offset_mapping"].long() if self.return_offsets else None
+        return TokenizedText(out["input_ids"].long(), out["attention_mask"].long(), offsets)
 
     def decode(self, ids: list[int] | torch.Tensor) -> str:
         return self._backend.decode(ids, skip_special_tokens=True)

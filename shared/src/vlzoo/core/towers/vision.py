@@ -81,7 +81,9 @@ class VisionTower(nn.Module):
         """Trunk features before pooling and the pooled vector: `(tokens [B, N, W], pooled [B, W])`."""
         feats = self.trunk.forward_features(images)
         pooled = self.trunk.forward_head(feats, pre_logits=self.cfg.head != "timm")
-        if feats.ndim == 4:  # CNN feature map [B, C, H, W] -> one token per position
+        if feats.ndim == 4 and getattr(self.trunk, "output_fmt", "NCHW") == "NHWC":  # Swin: [B, H, W, C]
+            tokens = feats.flatten(1, 2)
+        elif feats.ndim == 4:  # CNN feature map [B, C, H, W] -> one token per position
             tokens = feats.flatten(2).transpose(1, 2)
         else:
             tokens = feats[:, getattr(self.trunk, "num_prefix_tokens", 0) :]

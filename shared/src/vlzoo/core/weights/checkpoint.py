@@ -127,9 +127,15 @@ def load_weights(
 def load_checked(
     model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True, where: str = "state dict"
 ) -> dict[str, list]:
-    """`model.load_state_dict` with one error that lists every missing, unexpected and mis-shaped key."""
+    """`model.load_state_dict` with one error that lists every missing, unexpected and mis-shaped key.
+
+    A model may name training-only state that released weights never hold (an EMA teacher, a
+    self-distillation head) by key prefix in `optional_state_prefixes`; those keys may be missing, and the
+    model initializes them itself (e.g. in a `load_state_dict` post-hook).
+    """
     own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
+    optional = tuple(getattr(model, "optional_state_prefixes", ()))
+    missing = sorted(k for k in set(own) - set(state_dict) if not k.startswith(optional))
     unexpected = sorted(set(state_dict) - set(own))
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
