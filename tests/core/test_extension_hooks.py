@@ -29,8 +29,8 @@ from vlzoo.core.train import ContrastiveModule, ImageTextDataModule
 
 
 class _Numbers(Dataset):
-    def __init__(self, path: str, split: str, captions: str):
-        self.path, self.split, self.captions = path, split, captions
+    def __init__(self, path: str, split: str, captions: str, options=None):
+        self.path, self.split, self.captions, self.options = path, split, captions, dict(options or {})
 
     def __len__(self) -> int:
         return 4
@@ -40,17 +40,24 @@ class _Numbers(Dataset):
 
 
 def test_a_registered_kind_is_picked_by_name_and_by_its_longest_suffix():
-    register_data_kind("test-numbers", lambda p, s, c, o: _Numbers(p, s, c), suffixes=(".num.gz",))
+    register_data_kind("test-numbers", lambda p, s, c, o: _Numbers(p, s, c, o), suffixes=(".num.gz",))
     register_data_kind("test-gz", lambda p, s, c, o: _Numbers(p, s, c), suffixes=(".gz",))
     assert infer_data_kind("/data/a.num.gz") == "test-numbers"
     assert infer_data_kind("/data/a.gz") == "test-gz"
     with pytest.raises(ConfigError, match="cannot tell the format"):
         infer_data_kind("/data/a.unknown")
 
-    dm = ImageTextDataModule("/data/x.bin", data_kind="test-numbers", val_data="/v.num.gz", num_workers=0)
+    dm = ImageTextDataModule(
+        "/data/x.bin",
+        data_kind="test-numbers",
+        val_data="/v.num.gz",
+        num_workers=0,
+        data_options={"bands": [4, 3, 2]},
+    )
     dm.setup("fit")
     train, val = dm._datasets["train"], dm._datasets["val"]
     assert (train.path, train.captions) == ("/data/x.bin", "random")
+    assert train.options["bands"] == [4, 3, 2] and train.options["train"] and not val.options["train"]
     assert (val.path, val.split, val.captions) == ("/v.num.gz", "val", "all")
     with pytest.raises(ConfigError, match="data_kind"):
         ImageTextDataModule("x", data_kind="no-such-kind")

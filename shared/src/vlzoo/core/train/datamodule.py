@@ -52,6 +52,8 @@ class ImageTextDataModule(L.LightningDataModule):
         data_dir: where a generated dataset is written (default `data/<its name>`).
         generate: arguments of the generated dataset's writer (for toyworld: n_train, n_val, n_test,
             image_size, seed). `toyworld` is the older name of the same argument.
+        data_options: options of a domain's data kind (`image_root`, `bands`, `languages`, `section`, ...),
+            passed to its reader with the arguments above.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class ImageTextDataModule(L.LightningDataModule):
         data_dir: str | None = None,
         generate: dict[str, Any] | None = None,
         toyworld: dict[str, Any] | None = None,
+        data_options: dict[str, Any] | None = None,
         seed: int = 0,
     ):
         super().__init__()
@@ -114,7 +117,8 @@ class ImageTextDataModule(L.LightningDataModule):
     def _source(self, data: str, split: str, train: bool) -> Dataset:
         hp = self.hparams
         path, kind = self._resolve(data)
-        return build_source(path, kind, split, hp.captions if train else "all", {**hp, "train": train})
+        options = {**hp, **(hp.data_options or {}), "train": train}
+        return build_source(path, kind, split, hp.captions if train else "all", options)
 
     def _eval_data(self, given: str | None) -> str | None:
         if given is not None:
