@@ -64,7 +64,8 @@ def test_select_prompts_returns_the_top_k_by_dot_product_without_gradient_to_the
     prompts, indices = select_prompts(query, pool, k=5)
     assert prompts.shape == (3, 5, 8) and indices.shape == (3, 5)
     for row in range(3):
-        scores = [sum(float(query[row, d]) * float(pool[p, d]) for d in range(8)) for p in range(20)]
+        q, P = query.detach(), pool.detach()
+        scores = [sum(float(q[row, d]) * float(P[p, d]) for d in range(8)) for p in range(20)]
         best = sorted(range(20), key=lambda p: -scores[p])[:5]
         assert set(indices[row].tolist()) == set(best)
         torch.testing.assert_close(prompts[row], pool[indices[row]])
@@ -183,6 +184,22 @@ def test_image_stream_is_the_vits_own_forward(model, batch):
     stream, _ = model.image_stream(batch["image"])
     with torch.no_grad():
         torch.testing.assert_close(stream.tokens, model.visual.trunk.forward_features(batch["image"]))
+
+
+def test_a_captions_features_ignore_the_padding_its_batch_gives_it(model, tokenizer):
+    alone = tokenizer(["no focal lesion in the liver."])
+    padded = tokenizer(
+        ["no focal lesion in the liver.", "a 12 mm hypodense lesion in the left lobe of the liver"]
+    )
+    assert padded.attention_mask[0].sum() < padded.attention_mask[1].sum()
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.encode_text(padded)[0], model.encode_text(alone)[0], atol=1e-5, rtol=1e-5
+        )
+        torch.testing.assert_close(
+            model.itm_logits(images, padded)[0], model.itm_logits(images[:1], alone)[0], atol=1e-5, rtol=1e-5
+        )
 
 
 # ------------------------------------------------------------------------------------ whole-word MLM
@@ -418,7 +435,7 @@ def test_tiny_recipe_learns_med_toyworld(tmp_path):
     module, data = ContrastiveModule(**model_args), ImageTextDataModule(**data_args)
     trainer = L.Trainer(
         accelerator="cpu",
-        max_epochs=recipe["trainer"]["max_epochs"],
+        max_epochs=8,
         gradient_clip_val=recipe["trainer"]["gradient_clip_val"],
         limit_val_batches=0,
         logger=False,

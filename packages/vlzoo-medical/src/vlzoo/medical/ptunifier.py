@@ -25,9 +25,9 @@ Read from the official code (zhjohnchan/PTUnifier) where the paper is silent:
 - the official code wraps the whole prompt lookup in `no_grad`, so its pools, although declared trainable,
   never receive a gradient; the paper calls the prompts learnable. Here only the *selection* is gradient-free
   and the selected prompts are trained (`train_prompt_pools=False` reproduces the official behaviour);
-- the official pretraining draws ITM negatives at random (METER's false images); the issue asks for hard
-  negatives mined from the ITC similarities, which is what this file does (ALBEF's sampling, see
-  `sample_hard_negatives`);
+- the official pretraining draws ITM negatives at random (METER's false images); vlzoo's specification asks
+  for hard negatives mined from the ITC similarities, which is the default here (ALBEF's sampling, see
+  `sample_hard_negatives`, within each rank's batch); `itm_hard_negatives=False` draws them uniformly;
 - MLM masks whole words (transformers' `DataCollatorForWholeWordMask` in the official code): words are drawn
   in random order until round(0.15 × tokens) are covered; the chosen tokens follow BERT's 80/10/10 rule.
 """
@@ -94,6 +94,7 @@ class PTUnifierConfig:
     prompt_init_std: float = 0.02
     train_prompt_pools: bool = True
     itc_temperature: float = 0.1
+    itm_hard_negatives: bool = True  # False: uniform over the batch's other captions/images (official code)
     mlm_probability: float = 0.15
     itm_weight: float = 0.5
     mlm_weight: float = 1.0
@@ -554,6 +555,8 @@ class PTUnifier(nn.Module):
         # ITM: every positive, one hard negative caption per image and one hard negative image per caption.
         n = len(ids)
         similarity = (image_features @ text_features.T).detach() * self.itc_logit_scale
+        if not cfg.itm_hard_negatives:
+            similarity = torch.zeros_like(similarity)  # every allowed negative equally likely
         same_caption = (ids[:, None, :] == ids[None, :, :]).all(-1)  # duplicates are no negatives
         negative_text = sample_hard_negatives(similarity, same_caption)
         negative_image = sample_hard_negatives(similarity.T, same_caption)
@@ -572,10 +575,10 @@ class PTUnifier(nn.Module):
         fused_text = self.fuse(masked_caption, image).text_tokens
         predicted = mlm_labels != IGNORE_INDEX
         mlm_logits = self.mlm_head(fused_text[predicted])  # only where a token is predicted
-        if predicted.any():
-            mlm_loss = F.cross_entropy(mlm_logits, mlm_labels[predicted])
-        else:  # captions of special tokens only: nothing to predict, but the graph stays whole for DDP
-            mlm_loss = mlm_logits.sum() * 0.0
+        # Captions of special tokens only leave nothing to predict; the graph still stays whole for DDP.
+        mlm_loss = (
+            F.cross_entropy(mlm_logits, mlm_labels[predicted]) if predicted.any() else mlm_logits.sum() * 0.0
+        )
 
         loss = cfg.itm_weight * itm_loss + cfg.mlm_weight * mlm_loss + cfg.itc_weight * itc_loss
         with torch.no_grad():
