@@ -313,7 +313,7 @@ class KarpathySplits(ImageTextSource):
     ):
         self.path = Path(path)
         root = Path(image_root) if image_root is not None else self.path.parent
-        images = _read_karpathy(self.path)
+        images = read_karpathy(self.path)["images"]
         wanted = {split} if isinstance(split, str) else (set(split) if split is not None else None)
         records = []
         for i, entry in enumerate(images):
@@ -348,7 +348,8 @@ def _sentence_text(sentence: Any) -> str:
     return ""
 
 
-def _read_karpathy(path: Path) -> list[dict[str, Any]]:
+def read_karpathy(path: Path) -> dict[str, Any]:
+    """The whole Karpathy split file (top-level keys kept), checked: `DataError` naming the file and entry."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
@@ -363,7 +364,7 @@ def _read_karpathy(path: Path) -> list[dict[str, Any]]:
         missing = [k for k in ("filename", "sentences") if not isinstance(entry, dict) or k not in entry]
         if missing:
             raise DataError(f"{path}: images[{i}] has no {', '.join(repr(k) for k in missing)}")
-    return data["images"]
+    return data
 
 
 # ------------------------------------------------------------------------------------ image folders

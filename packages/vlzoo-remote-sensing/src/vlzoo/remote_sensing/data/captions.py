@@ -31,7 +31,6 @@ languages would count translations as distinct hits.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from vlzoo.core.data import ImageTextSource, is_skipped, skip_marker
-from vlzoo.core.data.sources import CaptionMode, Record, Sample
+from vlzoo.core.data.sources import CaptionMode, Record, Sample, read_karpathy
 from vlzoo.core.errors import DataError
 from vlzoo.remote_sensing.data.geotiff import Bands, select_bands
 
@@ -78,20 +77,8 @@ def parse_languages(value: str | Sequence[str] | None) -> tuple[str, ...] | None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: file not found") from err
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err.msg}, line {err.lineno} column {err.colno})") from err
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text: {err}") from err
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise DataError(f'{path}: not a Karpathy split file: no top-level list "images"')
+    data = read_karpathy(path)
     for i, entry in enumerate(data["images"]):
-        missing = [k for k in ("filename", "sentences") if not isinstance(entry, dict) or k not in entry]
-        if missing:
-            raise DataError(f"{path}: images[{i}] has no {', '.join(repr(k) for k in missing)}")
         if not isinstance(entry["sentences"], list):
             raise DataError(f"{path}: images[{i}] 'sentences' is not a list")
     return data
