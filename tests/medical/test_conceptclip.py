@@ -15,6 +15,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from helpers import conceptclip_dist_worker
+from helpers.medical_recipes import fit_recipe, med_toyworld_for_recipes
 from PIL import Image
 
 import vlzoo.core as vz
@@ -360,23 +361,6 @@ def test_tiny_text_tower_builds_offline(tokenizer):
 
 # ------------------------------------------------------------------------- tiny recipe on med-toyworld
 
-ZOO = Path(__file__).resolve().parents[2] / "zoo_configs" / "medical"
-TOYWORLD = {
-    "n_train": 600,
-    "n_val": 20,
-    "n_test": 100,
-    "seed": 0,
-}  # as in test_radclip: one write serves both
-
-
-def med_toyworld_for_recipes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vlzoo.medical.data import write_med_toyworld
-
-    root = tmp_path_factory.getbasetemp() / "med-toyworld-recipes"
-    if not (root / "med-toyworld-2d.json").is_file():  # written last by the writer
-        write_med_toyworld(root, **TOYWORLD)
-    return root
-
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """P(a positive outscores a negative), ties counting one half (the Mann-Whitney statistic)."""
@@ -391,37 +375,10 @@ def test_tiny_recipe_detects_concepts_on_med_toyworld(tmp_path_factory, tmp_path
     of each concept phrase (max over patches) ranks the slices whose report names it above the others."""
     import json
 
-    import lightning as L
-    import yaml
-
-    from vlzoo.core.train import ContrastiveModule, ImageTextDataModule
     from vlzoo.medical.data import CONCEPT_IDS
 
     data_dir = med_toyworld_for_recipes(tmp_path_factory)
-    spec = yaml.safe_load((ZOO / "conceptclip-tiny.yaml").read_text())
-    model_args = dict(spec["model"])
-    data_args = {**spec["data"], "data_dir": str(data_dir)}
-    data_args.update(model=model_args["model"], model_overrides=model_args.get("model_overrides"))
-    L.seed_everything(spec["seed_everything"], verbose=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the recipe's data workers use the other core
-    try:
-        trainer = L.Trainer(
-            accelerator="cpu",
-            max_epochs=spec["trainer"]["max_epochs"],
-            gradient_clip_val=spec["trainer"].get("gradient_clip_val"),
-            default_root_dir=tmp_path,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-        )
-        module = ContrastiveModule(**model_args)
-        trainer.fit(module, ImageTextDataModule(**data_args))
-    finally:
-        torch.set_num_threads(threads)
+    _, module = fit_recipe("conceptclip-tiny.yaml", data_dir, tmp_path, test=False)
     model = module.model.eval()
 
     lines = (data_dir / "med-toyworld-concepts.jsonl").read_text().splitlines()
