@@ -103,7 +103,7 @@ def test_shards_command_writes_every_sample(toyworld, tmp_path, capsys):
     assert "wrote 3 shards" in capsys.readouterr().out
 
 
-def test_eval_commands_write_reports(toyworld, tmp_path):
+def test_eval_commands_write_reports(toyworld, tmp_path, capsys):
     pairs, classes = toyworld
     assert (
         main(
@@ -124,6 +124,7 @@ def test_eval_commands_write_reports(toyworld, tmp_path):
     )
     retrieval = json.loads((tmp_path / "retrieval" / "metrics.json").read_text())
     assert 0 <= retrieval["text_to_image_R@1"] <= 100
+    assert (retrieval["images"], retrieval["captions"], retrieval["skipped"]) == (12, 12 * 5, 0)
     assert (tmp_path / "retrieval" / "query_grid.png").is_file()
     assert (
         main(
@@ -168,3 +169,8 @@ def test_eval_commands_write_reports(toyworld, tmp_path):
     probe = json.loads((tmp_path / "probe" / "metrics.json").read_text())
     assert "accuracy" in probe
     assert main(["eval", "linear-probe", "--model", "clip-vit-tiny", "--data", str(classes)]) == 2
+    assert "linear-probe needs train_data (--train-data)" in capsys.readouterr().err
+    # a prompt given to a task without prompts is refused, not ignored
+    argv = ["eval", "retrieval", "--model", "clip-vit-tiny", "--data", str(pairs), "--template", "a {}"]
+    assert main(argv) == 2
+    assert "'retrieval' does not take templates" in capsys.readouterr().err

@@ -24,8 +24,8 @@ from vlzoo.core.data import (
     write_toyworld,
 )
 from vlzoo.core.errors import ConfigError, DataError
-from vlzoo.core.eval import retrieval_features
-from vlzoo.core.train import ContrastiveModule, ImageTextDataModule
+from vlzoo.core.eval import encode_pair_batch
+from vlzoo.core.train import ImageTextDataModule, ZooModule
 
 
 class _Numbers(Dataset):
@@ -114,19 +114,19 @@ def test_a_model_retrieval_features_hook_is_used_for_evaluation():
         def retrieval_features(self, batch):
             return batch["image"].mean(dim=1), batch["text"]
 
-    images, texts = retrieval_features(
+    images, texts = encode_pair_batch(
         VolumeModel(), {"image": torch.ones(2, 5, 3), "text": torch.zeros(2, 3)}
     )
     assert images.shape == (2, 3) and torch.equal(texts, torch.zeros(2, 3))
     clip = vz.create_model("clip-vit-tiny").eval()
     batch = {"image": torch.randn(2, 3, 64, 64), "text": vz.get_tokenizer("clip-vit-tiny")(["a", "b"])}
-    images, texts = retrieval_features(clip, batch)
+    images, texts = encode_pair_batch(clip, batch)
     assert torch.allclose(images, clip.encode_image(batch["image"]))
 
 
 def test_on_train_step_end_runs_once_per_optimizer_step(tmp_path):
     json_path = write_toyworld(tmp_path / "toy", n_train=64, n_val=8, n_test=8, image_size=32, seed=0)
-    module = ContrastiveModule("clip-vit-tiny", model_overrides={"vision": {"image_size": 32}})
+    module = ZooModule("clip-vit-tiny", model_overrides={"vision": {"image_size": 32}})
     seen = []
     module.model.on_train_step_end = lambda step, total: seen.append((step, total))
     dm = ImageTextDataModule(

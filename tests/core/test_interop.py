@@ -124,8 +124,8 @@ def test_hf_clip_directory_gives_the_same_embeddings(tmp_path, images):
 def test_converters_accept_state_dicts(open_clip_vit_b_32):
     from transformers import CLIPConfig, CLIPModel
 
-    converted = from_open_clip(open_clip_vit_b_32.state_dict(), "clip-vit-b-32")
     model = vz.create_model("clip-vit-b-32")
+    converted = from_open_clip(open_clip_vit_b_32.state_dict(), model)  # a converter gets the built model
     assert set(converted) == set(model.state_dict())
     small = CLIPConfig(
         text_config={

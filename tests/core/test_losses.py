@@ -408,3 +408,43 @@ def test_build_loss_by_name() -> None:
         build_loss("nope")
     with pytest.raises(ConfigError, match="bad arguments for loss 'clip'"):
         build_loss("clip", chunk_size=4)
+
+
+def test_register_loss_makes_a_domain_loss_buildable_and_refuses_another_owner() -> None:
+    import types
+
+    from vlzoo.core.losses import _LOSSES, LOSSES, build_loss, register_loss
+
+    class ScaledClipLoss(ClipLoss):
+        pass
+
+    # a second module defining a loss of the same name, as another domain package would
+    other = types.new_class("OtherLoss", (ClipLoss,))
+    other.__module__ = "vlzoo.other_domain.losses"
+    try:
+        assert register_loss("scaled_clip_test", ScaledClipLoss) is ScaledClipLoss
+        assert isinstance(build_loss("scaled_clip_test", label_smoothing=0.1), ScaledClipLoss)
+        register_loss("scaled_clip_test", ScaledClipLoss)  # the same module again (a reload) replaces
+        with pytest.raises(ConfigError, match=rf"registered twice: by {__name__} \(ScaledClipLoss\) and by "):
+            register_loss("scaled_clip_test", other)
+        with pytest.raises(ConfigError, match=r"by vlzoo\.core\.losses\.contrastive \(ClipLoss\) and by "):
+            register_loss("clip")(other)
+        assert LOSSES["clip"] is ClipLoss
+        with pytest.raises(TypeError):
+            LOSSES["clip"] = other  # read-only: registration goes through register_loss
+        with pytest.raises(ConfigError, match=r"not an nn\.Module class"):
+            register_loss("not_a_loss", object)
+    finally:
+        _LOSSES.pop("scaled_clip_test", None)
+
+
+def test_output_dict_keys_come_from_the_loss_class() -> None:
+    from vlzoo.core.losses import DistributedLossBase, PairRows
+
+    image, text = torch.randn(4, 8), torch.randn(4, 8)
+    scale = torch.tensor(10.0)
+    assert set(ClipLoss()(image, text, scale, output_dict=True)) == {"contrastive_loss"}
+    assert DistributedLossBase.output_key == "contrastive_loss"
+    rows = ClipLoss(local_loss=True).pair_rows(image, text, rank=0, world_size=1)
+    assert isinstance(rows, PairRows) and (rows.offset, rows.local) == (0, False)  # one process: no gather
+    assert all(a is b for a, b in zip(rows[:4], (image, text, image, text)))

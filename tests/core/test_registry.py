@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import vlzoo.core as vz
-from vlzoo.core import registry
+from vlzoo.core import plugins, registry
 from vlzoo.core.errors import ConfigError, UnknownModelError
-from vlzoo.core.towers.text import _encoder_layers
+from vlzoo.core.towers import encoder_layers
 
 
 def test_standard_models_are_registered():
@@ -55,7 +55,7 @@ def test_nested_override_builds_a_different_model():
     model = vz.create_model("clip-vit-tiny", embed_dim=48, vision={"image_size": 32}, text={"layers": 1})
     assert model.config.embed_dim == 48
     assert model.visual.trunk.patch_embed.img_size == (32, 32)
-    assert len(_encoder_layers(model.text.transformer)) == 1
+    assert len(encoder_layers(model.text.transformer)) == 1
     feats = model.encode_image(torch.randn(2, 3, 32, 32))
     assert feats.shape == (2, 48)
 
@@ -136,7 +136,7 @@ def test_entry_point_plugins_are_discovered_lazily(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "toy-domain-clip" not in registry._REGISTRY
     try:
-        registry._discovered = False  # as in a fresh process: nothing looked up yet
+        plugins._discovered = False  # as in a fresh process: nothing looked up yet
         with pytest.warns(UserWarning, match="vlzoo_broken_models.*no field lib"):
             names = vz.list_models()
         assert "toy-domain-clip" in names
@@ -145,7 +145,7 @@ def test_entry_point_plugins_are_discovered_lazily(tmp_path, monkeypatch):
     finally:
         registry._REGISTRY.pop("toy-domain-clip", None)
         sys.modules.pop("vlzoo_toy_domain_models", None)
-        registry._discovered = False
+        plugins._discovered = False
 
 
 def test_get_transforms_follow_the_vision_config():
@@ -160,3 +160,89 @@ def test_get_transforms_follow_the_vision_config():
         assert out.abs().max() < 0.02  # the mean colour normalizes to ~0
     with pytest.raises(ConfigError):
         vz.get_transforms("clip-vit-tiny", train=False, vision={"interp": "x"})
+
+
+def test_resolve_config_layers_defaults_saved_config_required_and_overrides(tmp_path):
+    cfg, source = vz.resolve_config("clip-vit-tiny", embed_dim=48)
+    assert source is None and cfg.embed_dim == 48
+
+    path = vz.weights.save(vz.create_model("clip-vit-tiny", embed_dim=48), tmp_path)
+    cfg, source = vz.resolve_config("clip-vit-tiny", pretrained=path)
+    assert cfg.embed_dim == 48 and source.path == path  # the saved config, not the registry's 64
+    cfg, _ = vz.resolve_config("clip-vit-tiny", pretrained=path, text={"layers": 1})
+    assert (cfg.embed_dim, cfg.text.layers) == (48, 1)
+
+    # A tag's required settings apply without a download, and an override may not contradict them.
+    cfg, source = vz.resolve_config("clip-vit-b-32:openai")
+    assert source.spec is vz.get_pretrained_spec("clip-vit-b-32", "openai")
+    assert cfg.text.act == "quick_gelu"
+    with pytest.raises(ConfigError, match=r"need text\.act='quick_gelu', not 'gelu'"):
+        vz.resolve_config("clip-vit-b-32", pretrained="openai", text={"act": "gelu"})
+
+
+def _registered_fn(module: str):
+    def fn(*args, **kwargs):
+        return args
+
+    fn.__module__ = module
+    return fn
+
+
+# what → (register(name, fn), (module, table attribute), lookup(name) -> the registered fn, a name)
+_REGISTRIES = {
+    "model": (
+        lambda name, fn: vz.register_model(name)(fn),
+        (registry, "_REGISTRY"),
+        lambda name: registry.model_entry(name).config_fn,
+        "test-dup-model",
+    ),
+    "data kind": (
+        lambda name, fn: vz.data.register_data_kind(name, fn),
+        ("vlzoo.core.data.kinds", "_KINDS"),
+        lambda name: vz.data.get_data_kind(name).build,
+        "test-dup-kind",
+    ),
+    "generated dataset": (
+        lambda name, fn: vz.data.register_generated_dataset(name, fn, "dup.json"),
+        ("vlzoo.core.data.kinds", "_GENERATED"),
+        lambda name: vz.data.get_generated_dataset(name).write,
+        "test-dup-generated",
+    ),
+    "weights converter": (
+        vz.weights.register_converter,
+        ("vlzoo.core.weights.convert", "CONVERTERS"),
+        lambda name: sys.modules["vlzoo.core.weights.convert"].CONVERTERS[name],
+        "test-dup-converter",
+    ),
+    "image decoder for": (
+        vz.data.register_image_decoder,
+        ("vlzoo.core.data.sources", "_DECODERS"),
+        lambda name: sys.modules["vlzoo.core.data.sources"]._DECODERS[name],
+        ".test-dup",
+    ),
+}
+
+
+@pytest.mark.parametrize("what", sorted(_REGISTRIES))
+def test_every_registry_refuses_another_modules_name_and_lets_the_owner_register_again(what, monkeypatch):
+    register, (module, table), lookup, name = _REGISTRIES[what]
+    plugins.discover_plugins()  # domains register into the real tables, before they are swapped below
+    module = sys.modules[module] if isinstance(module, str) else module
+    monkeypatch.setattr(module, table, dict(getattr(module, table)))  # this test's entries go with it
+
+    first, reloaded, impostor = (_registered_fn(m) for m in ("pkg_a.models", "pkg_a.models", "pkg_b.models"))
+    register(name, first)
+    register(name, reloaded)  # the same module again (a reload) replaces its own entry
+    assert lookup(name) is reloaded
+    with pytest.raises(
+        ConfigError, match=rf"{what} '{name}' is registered twice: by pkg_a.models and by pkg_b"
+    ):
+        register(name, impostor)
+    assert lookup(name) is reloaded
+
+
+def test_the_core_registries_start_with_owned_entries_only():
+    """PIL is the fallback decoder, not an owner of `.tif`: a domain may plug its multi-band reader in."""
+    sources = sys.modules["vlzoo.core.data.sources"]
+    assert not any(plugins.owner_of(d) == "vlzoo.core.data.sources" for d in sources._DECODERS.values())
+    assert plugins.owner_of(vz.data.get_data_kind("csv")) == "vlzoo.core.data.kinds"

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import vlzoo.core as vz
+from vlzoo.core.errors import DataError
 from vlzoo.core.towers.tokenizers import ClipTokenizer, HFTokenizer
 
 CAPTIONS = [
@@ -49,7 +50,7 @@ def test_model_tokenizer_uses_the_towers_context_length():
 
 
 def test_non_string_caption_is_rejected():
-    with pytest.raises(TypeError, match="int"):
+    with pytest.raises(DataError, match="strings, got an item of type int"):
         ClipTokenizer()(["fine", 3])
 
 
@@ -66,7 +67,7 @@ def test_hf_tokenizer_offsets_give_each_tokens_characters(tiny_bert_dir):
     caption = "a red  circle, x-rays"
     out = HFTokenizer(str(tiny_bert_dir), context_length=12)([caption])
     assert out.offsets is not None and out.offsets.shape == (1, 12, 2)
-    tokens = HFTokenizer(str(tiny_bert_dir))._backend.convert_ids_to_tokens(out.input_ids[0])
+    tokens = HFTokenizer(str(tiny_bert_dir)).backend.convert_ids_to_tokens(out.input_ids[0])
     real = [i for i, t in enumerate(tokens) if t not in ("[CLS]", "[SEP]", "[PAD]")]
     # Each real token's span, cut from the caption, is the token itself (minus WordPiece's "##").
     spans = [caption[int(out.offsets[0, i, 0]) : int(out.offsets[0, i, 1])] for i in real]

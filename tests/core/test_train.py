@@ -16,9 +16,9 @@ import vlzoo.core as vz
 from vlzoo.core.data import write_toyworld
 from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.train import (
-    ContrastiveModule,
     ImageTextDataModule,
     NonFiniteLossError,
+    ZooModule,
     param_groups,
     warmup_cosine_factor,
 )
@@ -81,7 +81,7 @@ def test_warmup_then_cosine():
 
 
 def test_scheduler_steps_per_optimizer_step(toyworld_json, tmp_path):
-    module = ContrastiveModule("clip-vit-tiny", lr=1e-3, warmup_steps=100, export_weights=False)
+    module = ZooModule("clip-vit-tiny", lr=1e-3, warmup_steps=100, export_weights=False)
     trainer = _trainer(tmp_path, max_steps=3, accumulate_grad_batches=2, limit_val_batches=0)
     trainer.fit(module, _data(toyworld_json))
     # 3 optimizer steps (6 batches): the warmup is at step 3 of 100, whatever the accumulation
@@ -102,7 +102,7 @@ class _PoisonAt(L.Callback):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toyworld_json, tmp_path):
-    module = ContrastiveModule("clip-vit-tiny", export_weights=False)
+    module = ZooModule("clip-vit-tiny", export_weights=False)
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
     trainer = _trainer(tmp_path, max_steps=10, callbacks=[ckpt, _PoisonAt(3)], limit_val_batches=0)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3.*checkpoints on disk predate it"):
@@ -117,7 +117,7 @@ def test_unreadable_samples_stop_the_run_naming_files(tmp_path):
     broken = sorted((tmp_path / "toy" / "train").glob("*.png"))[:10]
     for path in broken:
         path.write_bytes(b"not a png")
-    module = ContrastiveModule("clip-vit-tiny", export_weights=False, max_skip_rate=0.05)
+    module = ZooModule("clip-vit-tiny", export_weights=False, max_skip_rate=0.05)
     trainer = _trainer(tmp_path, max_epochs=1, limit_val_batches=0)
     with pytest.raises(DataError, match=r"10 of 48 samples .* unreadable") as err:
         trainer.fit(module, _data(json_path))
@@ -125,7 +125,7 @@ def test_unreadable_samples_stop_the_run_naming_files(tmp_path):
 
 
 def test_fit_exports_weights_that_load_back(toyworld_json, tmp_path):
-    module = ContrastiveModule("clip-vit-tiny", lr=1e-3)
+    module = ZooModule("clip-vit-tiny", lr=1e-3)
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=2)
     trainer.fit(module, _data(toyworld_json))
     exported = tmp_path / "model.safetensors"
@@ -139,15 +139,65 @@ def test_fit_exports_weights_that_load_back(toyworld_json, tmp_path):
 
 def test_bad_module_arguments_are_named():
     with pytest.raises(ConfigError, match=r"clip-vit-tiny\.embed_dimm"):
-        ContrastiveModule("clip-vit-tiny", model_overrides={"embed_dimm": 3})
+        ZooModule("clip-vit-tiny", model_overrides={"embed_dimm": 3})
     with pytest.raises(ConfigError, match="ema_decay"):
-        ContrastiveModule("clip-vit-tiny", ema_decay=1.5)
+        ZooModule("clip-vit-tiny", ema_decay=1.5)
     with pytest.raises(ConfigError, match="unknown loss 'clipp'"):
-        ContrastiveModule("clip-vit-tiny", loss={"name": "clipp"})
+        ZooModule("clip-vit-tiny", loss={"name": "clipp"})
+
+
+def test_a_recipe_loss_replaces_the_models_loss_by_value():
+    torch.manual_seed(0)
+    plain = ZooModule("clip-vit-tiny", export_weights=False).model.eval()
+    torch.manual_seed(0)
+    smoothed = ZooModule("clip-vit-tiny", loss={"name": "clip", "label_smoothing": 0.5}, export_weights=False)
+    smoothed = smoothed.model.eval()
+    assert smoothed.loss.label_smoothing == 0.5
+    tokenizer = vz.get_tokenizer("clip-vit-tiny")
+    batch = {"image": torch.randn(4, 3, 64, 64), "text": tokenizer(["a", "red circle", "blue square", "cat"])}
+    with torch.no_grad():
+        a, b = plain(batch), smoothed(batch)
+    torch.testing.assert_close(a["image_features"], b["image_features"])
+    logits = a["logit_scale"] * a["image_features"] @ a["text_features"].T
+    target = torch.arange(4)
+    expected = 0.5 * (
+        torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.5)
+        + torch.nn.functional.cross_entropy(logits.T, target, label_smoothing=0.5)
+    )
+    torch.testing.assert_close(b["loss"], expected)
+    assert not torch.allclose(a["loss"], b["loss"])
+
+
+def test_a_sigmoid_loss_on_a_model_without_a_bias_is_refused_naming_the_fix():
+    with pytest.raises(ConfigError, match=r"model\.loss: SigLipLoss needs a logit_bias.*init_logit_bias"):
+        ZooModule("clip-vit-tiny", loss={"name": "siglip"}, export_weights=False)
+
+
+@pytest.mark.parametrize(
+    ("option", "key"),
+    [
+        ({"loss": {"name": "clip"}}, "model.loss"),
+        ({"lock_image_tower": 0}, "model.lock_image_tower"),
+        ({"lock_text_tower": 1}, "model.lock_text_tower"),
+        ({"grad_checkpointing": True}, "model.grad_checkpointing"),
+    ],
+)
+def test_an_option_the_model_cannot_honour_is_refused_naming_key_and_model(monkeypatch, option, key):
+    """A model with only the required faces (config, forward): every optional recipe key is a ConfigError."""
+
+    class Bare(torch.nn.Module):
+        config = None
+
+        def forward(self, batch):
+            return {"loss": torch.zeros(())}
+
+    monkeypatch.setattr("vlzoo.core.train.module.create_model", lambda *a, **k: Bare())
+    with pytest.raises(ConfigError, match=rf"^{key}: model 'clip-vit-tiny' \(Bare\) cannot do this"):
+        ZooModule("clip-vit-tiny", export_weights=False, **option)
 
 
 def test_loss_can_be_swapped_from_the_recipe(toyworld_json, tmp_path):
-    module = ContrastiveModule(
+    module = ZooModule(
         "clip-vit-tiny",
         model_overrides={"init_logit_bias": -10.0},
         loss={"name": "siglip"},
@@ -167,11 +217,11 @@ def test_fit_streams_webdataset_shards(toyworld_json, tmp_path):
     pattern = str(tmp_path / "s-{0000..0001}.tar")
     data = ImageTextDataModule(pattern, batch_size=16, num_workers=2, val_data=str(toyworld_json))
     with pytest.raises(ConfigError, match=r"data\.epoch_length for streamed shards"):
-        _trainer(tmp_path, max_epochs=1).fit(ContrastiveModule("clip-vit-tiny", export_weights=False), data)
+        _trainer(tmp_path, max_epochs=1).fit(ZooModule("clip-vit-tiny", export_weights=False), data)
     data = ImageTextDataModule(
         pattern, batch_size=16, num_workers=2, val_data=str(toyworld_json), epoch_length=96
     )
-    module = ContrastiveModule("clip-vit-tiny", export_weights=False)
+    module = ZooModule("clip-vit-tiny", export_weights=False)
     trainer = _trainer(tmp_path, max_epochs=1, limit_val_batches=1)
     trainer.fit(module, data)
     assert trainer.global_step == 96 // 16  # every sample once per epoch, over both workers
@@ -181,7 +231,7 @@ def test_fit_streams_webdataset_shards(toyworld_json, tmp_path):
 def test_mixed_precision_and_ema(toyworld_json, tmp_path):
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
-    module = ContrastiveModule("clip-vit-tiny", ema_decay=0.9, export_weights=False)
+    module = ZooModule("clip-vit-tiny", ema_decay=0.9, export_weights=False)
     trainer = _trainer(tmp_path, max_steps=3, limit_val_batches=0, precision="bf16-mixed")
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     trainer.fit(module, _data(toyworld_json))

@@ -148,3 +148,31 @@ def test_lightning_subcommands_show_help():
     for option in ("--model.model", "--data.data", "--checkpoint_every", "--ckpt_path"):
         assert option in result.stdout
     assert sys.executable  # the console script runs in this interpreter's environment
+
+
+def test_a_fresh_fit_shows_its_skipped_samples_and_no_false_warnings(tmp_path):
+    data = write_toyworld(tmp_path / "toyworld", n_train=64, n_val=8, n_test=8, seed=4)
+    broken = sorted((tmp_path / "toyworld" / "train").glob("*.png"))[:2]
+    for path in broken:
+        path.write_bytes(b"not a png")
+    root = tmp_path / "runs"
+    recipe = _recipe(
+        tmp_path / "r.yaml",
+        root,
+        data=str(data),
+        trainer={"max_epochs": 1, "enable_progress_bar": True},
+        model={"max_skip_rate": 0.5, "export_weights": False},
+    )
+    result = _run("fit", "-c", str(recipe))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    summary = next(line for line in output.splitlines() if "vlzoo fit done" in line)
+    assert f"skipped {len(broken)} of 64 samples" in summary, summary
+    assert any(str(p) in summary for p in broken), summary  # an example names the file
+    # On the progress bar too (what it shows; a non-terminal only gets the bar's last frame).
+    from vlzoo.core.lightning_cli import run_lightning_cli
+
+    cli = run_lightning_cli(["fit", "-c", str(recipe), "--trainer.default_root_dir", str(tmp_path / "again")])
+    assert cli.trainer.progress_bar_metrics["skipped"] == len(broken)
+    assert "exists and is not empty" not in output
+    assert "args parameter is intended" not in output

@@ -15,7 +15,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from helpers import conceptclip_dist_worker
-from helpers.medical_recipes import fit_recipe, med_toyworld_for_recipes
+from helpers.recipes import MED_TOYWORLD, fit_recipe, generated
 from PIL import Image
 
 import vlzoo.core as vz
@@ -139,7 +139,7 @@ def test_two_ranks_recombine_to_the_single_process_loss(tmp_path: Path):
 
 def test_spans_map_to_the_tokens_they_cover(tokenizer):
     text = tokenizer([CAPTION])
-    tokens = tokenizer._backend.convert_ids_to_tokens(text.input_ids[0])
+    tokens = tokenizer.backend.convert_ids_to_tokens(text.input_ids[0])
     # [CLS] a 1 ##2 mm hypodense lesion in the left lobe of the liver [SEP]: positions counted by hand.
     assert tokens[:14] == [
         "[CLS]",
@@ -174,7 +174,7 @@ def test_spans_map_to_the_tokens_they_cover(tokenizer):
 def test_concept_embedding_is_the_mean_of_its_projected_tokens(model, tokenizer):
     other = "no focal lesion in the liver"
     text = tokenizer([CAPTION, other])
-    assert tokenizer._backend.convert_ids_to_tokens(text.input_ids[1])[:7] == [
+    assert tokenizer.backend.convert_ids_to_tokens(text.input_ids[1])[:7] == [
         "[CLS]",
         "no",
         "focal",
@@ -355,7 +355,7 @@ def test_tiny_text_tower_builds_offline(tokenizer):
     cfg = vz.get_model_config("conceptclip-tiny")
     assert Path(cfg.text.hf_model, "vocab.txt").is_file()  # written locally, nothing from a hub
     text = tokenizer(["A 3.5 cm HYPODENSE lesion; x-ray"])
-    tokens = tokenizer._backend.convert_ids_to_tokens(text.input_ids[0][: int(text.attention_mask.sum())])
+    tokens = tokenizer.backend.convert_ids_to_tokens(text.input_ids[0][: int(text.attention_mask.sum())])
     assert "[UNK]" not in tokens and "hypodense" in tokens
 
 
@@ -377,9 +377,13 @@ def test_tiny_recipe_detects_concepts_on_med_toyworld(tmp_path_factory, tmp_path
 
     from vlzoo.medical.data import CONCEPT_IDS
 
-    data_dir = med_toyworld_for_recipes(tmp_path_factory)
-    _, module = fit_recipe("conceptclip-tiny.yaml", data_dir, tmp_path, test=False)
-    model = module.model.eval()
+    data_dir = generated(tmp_path_factory, "med-toyworld", **MED_TOYWORLD)
+    run = fit_recipe(
+        "conceptclip-tiny",
+        {"data.data_dir": str(data_dir), "trainer.default_root_dir": str(tmp_path)},
+        test=False,
+    )
+    model = run.module.model.eval()
 
     lines = (data_dir / "med-toyworld-concepts.jsonl").read_text().splitlines()
     records = [r for r in map(json.loads, lines) if r["split"] == "test"]

@@ -12,11 +12,10 @@ import torch
 from PIL import Image
 
 from vlzoo.core.errors import DataError
-from vlzoo.medical.cli import EVAL_TASKS, main
+from vlzoo.core.eval import applicable_eval_tasks, eval_tasks
+from vlzoo.medical.cli import MEDICAL_EVAL, main
 from vlzoo.medical.evaluation import (
     MEDICAL_TEMPLATES,
-    TASKS,
-    applicable_tasks,
     auroc,
     itm_metrics,
     plot_concept_maps,
@@ -74,13 +73,36 @@ def test_concept_map_plot_has_a_column_per_concept(tmp_path: Path):
         plot_concept_maps(images, maps, names[:2], tmp_path / "bad.png")
 
 
+def _applicable(model: str) -> list[str]:
+    return [task.name for task in applicable_eval_tasks(model, eval_tasks(MEDICAL_EVAL).values())]
+
+
 def test_tasks_follow_what_the_model_can_do():
-    assert applicable_tasks("radclip-3d-tiny") == ["retrieval-3d"]
-    assert applicable_tasks("radclip-tiny") == ["retrieval", "zeroshot"]
-    assert applicable_tasks("ptunifier-tiny") == ["retrieval", "zeroshot", "itm"]
-    assert applicable_tasks("conceptclip-tiny") == ["retrieval", "zeroshot", "concepts"]
+    assert list(eval_tasks(MEDICAL_EVAL)) == ["retrieval", "retrieval-3d", "zeroshot", "itm", "concepts"]
+    assert _applicable("radclip-3d-tiny") == ["retrieval-3d"]
+    assert _applicable("radclip-tiny") == ["retrieval", "zeroshot"]
+    assert _applicable("ptunifier-tiny") == ["retrieval", "zeroshot", "itm"]
+    assert _applicable("conceptclip-tiny") == ["retrieval", "zeroshot", "concepts"]
     assert all("{}" in t for t in MEDICAL_TEMPLATES)
-    assert (*TASKS, "all") == EVAL_TASKS  # the command's choices, spelled out there
+
+
+def test_eval_help_lists_the_tasks_with_the_common_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "concepts", "--help"])
+    usage = capsys.readouterr().out
+    for flag in ("--model", "--data-dir", "--split", "--batch-size", "--workers", "--out", "--n-maps"):
+        assert flag in usage
+
+
+def test_zeroshot_is_the_core_task_with_radiology_prompts_and_med_toyworld(med_toyworld, monkeypatch):
+    import vlzoo.medical.evaluation as evaluation
+
+    calls = []
+    monkeypatch.setattr(evaluation, "evaluate_zeroshot", lambda model, **options: calls.append(options) or {})
+    assert main(["eval", "zeroshot", "--model", "radclip-tiny", "--data-dir", str(med_toyworld.root)]) == 0
+    (options,) = calls
+    assert options["templates"] == list(MEDICAL_TEMPLATES) and options["batch_size"] == 64
+    assert options["data"] == str(med_toyworld.root / "classes")
 
 
 def _run(*args: str) -> int:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
-import yaml
+from helpers.recipes import fit_recipe
 
 import vlzoo.core as vz
-from vlzoo.core.errors import DataError
+from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.towers.tokenizers import TokenizedText
-from vlzoo.core.train import ContrastiveModule, ImageTextDataModule
+from vlzoo.core.train import ZooModule
 from vlzoo.medical import ptunifier
 from vlzoo.medical.ptunifier import (
     PTUnifierConfig,
@@ -401,6 +399,21 @@ def test_a_training_step_reaches_the_prompts_towers_and_heads(batch):
 # ------------------------------------------------------------------------------------ registry / config
 
 
+@pytest.mark.parametrize(
+    ("option", "key", "face"),
+    [
+        ({"loss": {"name": "clip"}}, "model.loss", "set_loss"),
+        ({"lock_image_tower": 0}, "model.lock_image_tower", "lock_image_tower"),
+        ({"lock_text_tower": 0}, "model.lock_text_tower", "lock_text_tower"),
+    ],
+)
+def test_a_recipe_option_ptunifier_cannot_honour_is_refused_naming_it(option, key, face):
+    """Its ITC loss is fixed by the paper (a softmax at 0.1 between fused features) and its towers feed the
+    prompt pools: a recipe's `loss:` or LiT locking would otherwise be a silent no-op or an AttributeError."""
+    with pytest.raises(ConfigError, match=rf"{key}: model 'ptunifier-tiny' \(PTUnifier\).*no {face}\(\)"):
+        ZooModule("ptunifier-tiny", export_weights=False, **option)
+
+
 def test_registered_configs_carry_the_papers_settings(tokenizer):
     base = vz.get_model_config("ptunifier-base")
     assert isinstance(base, PTUnifierConfig)
@@ -419,49 +432,26 @@ def test_registered_configs_carry_the_papers_settings(tokenizer):
 
 # ------------------------------------------------------------------------------------- training
 
-RECIPE = Path(__file__).resolve().parents[2] / "zoo_configs" / "medical" / "ptunifier-tiny.yaml"
-
-
-@pytest.fixture
-def one_thread():
-    """A tiny model's step is thousands of small ops; with two intra-op threads on a busy 2-core machine each
-    op waits at a barrier for a descheduled thread (minutes instead of seconds). One thread avoids that."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_thread")
 def test_tiny_recipe_learns_med_toyworld(tmp_path):
     """The tiny recipe, shortened (256 training cases, 8 epochs of 8 steps), learns which reports go with
     which slices: each validation slice's top report by the ITC (dual-encoder) path names its region."""
-    recipe = yaml.safe_load(RECIPE.read_text())
-    L.seed_everything(recipe["seed_everything"])
-    model_args = {**recipe["model"], "export_weights": False}
-    data_args = {
-        **recipe["data"],
-        "data_dir": str(tmp_path / "med-toyworld"),
-        "generate": {"n_train": 256, "n_val": 64, "n_test": 4, "seed": 0},
-        "num_workers": 0,
-        "model": model_args["model"],
-        "model_overrides": model_args.get("model_overrides"),
-        "eval_batch_size": 64,
-    }
-    module, data = ContrastiveModule(**model_args), ImageTextDataModule(**data_args)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=8,
-        gradient_clip_val=recipe["trainer"]["gradient_clip_val"],
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    run = fit_recipe(
+        "ptunifier-tiny",
+        {
+            "trainer.max_epochs": 8,
+            "trainer.default_root_dir": str(tmp_path),
+            "model.export_weights": False,
+            "data.data_dir": str(tmp_path / "med-toyworld"),
+            "data.generate": {"n_train": 256, "n_val": 64, "n_test": 4, "seed": 0},
+            "data.num_workers": 0,
+            "data.eval_batch_size": 64,
+        },
+        test=False,
     )
-    trainer.fit(module, data)
-    assert trainer.global_step == 8 * 256 // 32
+    module, data = run.module, run.datamodule
+    assert run.trainer.global_step == 8 * 256 // 32
 
     model = module.model.eval()
     data.setup("validate")

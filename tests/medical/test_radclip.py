@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.medical_recipes import TOYWORLD, fit_recipe, med_toyworld_for_recipes
+from helpers.recipes import MED_TOYWORLD, fit_recipe, generated
 
 import vlzoo.core as vz
 from vlzoo.core.errors import ConfigError, DataError
-from vlzoo.core.eval.features import retrieval_features
+from vlzoo.core.eval import encode_pair_batch
 from vlzoo.core.weights import save
 from vlzoo.medical.radclip import SliceAdapterConfig, SlicePoolingAdapter
 
@@ -141,7 +141,7 @@ def test_2d_images_and_retrieval_batches(model3d, tokenizer):
         torch.testing.assert_close(model3d.encode_image(images), F.normalize(model3d.visual(images), dim=-1))
         volume, mask = _volumes(), torch.tensor([[1, 1, 0, 0, 0, 0], [1] * 6], dtype=torch.bool)
         batch = {"image": volume, "slice_mask": mask, "text": tokenizer(["a lesion", "no focal lesion"])}
-        image_features, text_features = retrieval_features(model3d, batch)
+        image_features, text_features = encode_pair_batch(model3d, batch)
         torch.testing.assert_close(image_features, model3d.encode_volume(volume, mask))
         torch.testing.assert_close(text_features, model3d.encode_text(batch["text"]))
         # A 5D tensor through encode_image is a volume without padding.
@@ -278,30 +278,35 @@ def assert_beats_chance(metrics: dict, n_gallery: int, recall_factor: float, ran
 
 @pytest.fixture(scope="module")
 def radclip_2d_run(tmp_path_factory):
-    data_dir = med_toyworld_for_recipes(tmp_path_factory)
+    data_dir = generated(tmp_path_factory, "med-toyworld", **MED_TOYWORLD)
     run_dir = tmp_path_factory.mktemp("radclip-tiny")
-    metrics, _ = fit_recipe("radclip-tiny.yaml", data_dir, run_dir)
-    return metrics, run_dir / "model.safetensors", data_dir
+    run = fit_recipe(
+        "radclip-tiny", {"data.data_dir": str(data_dir), "trainer.default_root_dir": str(run_dir)}
+    )
+    return run.metrics, run_dir / "model.safetensors", data_dir
 
 
 @pytest.mark.slow
 def test_tiny_2d_recipe_beats_chance_on_med_toyworld(radclip_2d_run):
     metrics, weights, _ = radclip_2d_run
     print("radclip-tiny 2D test retrieval:", metrics)
-    assert_beats_chance(metrics, TOYWORLD["n_test"], recall_factor=2.5, rank_factor=0.6)
+    assert_beats_chance(metrics, MED_TOYWORLD["n_test"], recall_factor=2.5, rank_factor=0.6)
     assert weights.is_file()
 
 
 @pytest.mark.slow
 def test_tiny_3d_recipe_beats_chance_on_med_toyworld(radclip_2d_run, tmp_path):
     _, weights_2d, data_dir = radclip_2d_run
-    metrics, module = fit_recipe(
-        "radclip-3d-tiny.yaml", data_dir, tmp_path, image_encoder_weights=str(weights_2d)
+    run = fit_recipe(
+        "radclip-3d-tiny",
+        {"data.data_dir": str(data_dir), "trainer.default_root_dir": str(tmp_path)},
+        model_overrides={"image_encoder_weights": str(weights_2d)},
     )
+    metrics, module = run.metrics, run.module
     print("radclip-3d-tiny 3D test retrieval:", metrics)
     # Modest but clear: the ceiling of the tiny 2D encoder is low (embedding each volume by its lesion slice,
     # which the adapter must find unaided, retrieves reports at ~40 % R@10 on med-toyworld).
-    assert_beats_chance(metrics, TOYWORLD["n_test"], recall_factor=1.8, rank_factor=0.8)
+    assert_beats_chance(metrics, MED_TOYWORLD["n_test"], recall_factor=1.8, rank_factor=0.8)
     # The 2D towers the adapter was trained on are the 2D run's, untouched.
     trained_2d = vz.create_model("radclip-tiny", pretrained=str(weights_2d))
     for name, tensor in trained_2d.visual.state_dict().items():

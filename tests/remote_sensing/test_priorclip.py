@@ -14,6 +14,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from helpers import priorclip_dist_worker
+from helpers.recipes import fit_recipe, load_recipe
 
 import vlzoo.core as vz
 from vlzoo.core.errors import ConfigError
@@ -380,9 +381,71 @@ def test_exported_weights_and_config_load_back(closed_tiny, tmp_path):
         torch.testing.assert_close(reloaded.encode_image(images), closed_tiny.eval().encode_image(images))
 
 
+# ------------------------------------------------------------------------- a recipe's loss: replaces
+
+
+def _loss_terms(model, batch) -> dict:
+    model.eval()
+    with torch.no_grad():
+        return model(batch)
+
+
+def test_a_recipe_loss_replaces_the_contrastive_part_by_value():
+    """`ZooModule(loss=...)` reaches PriorCLIP: SigLIP replaces CLIP's InfoNCE, the attribution term stays."""
+    from vlzoo.core.losses import SigLipLoss
+    from vlzoo.core.train import ZooModule
+
+    batch = _batch("priorclip-closed-tiny")
+    torch.manual_seed(0)
+    clip = ZooModule(
+        "priorclip-closed-tiny", model_overrides={"init_logit_bias": -10.0}, export_weights=False
+    )
+    torch.manual_seed(0)
+    siglip = ZooModule(
+        "priorclip-closed-tiny",
+        model_overrides={"init_logit_bias": -10.0},
+        loss={"name": "siglip", "dist_impl": "gather"},
+        export_weights=False,
+    )
+    assert isinstance(siglip.model.contrastive_loss, SigLipLoss)
+    before, after = _loss_terms(clip.model, batch), _loss_terms(siglip.model, batch)
+    # same weights, same features: only the contrastive term changed, and it is SigLIP's by value
+    torch.testing.assert_close(after["image_features"], before["image_features"])
+    torch.testing.assert_close(after["attribution_loss"], before["attribution_loss"])
+    img, txt = after["image_features"], after["text_features"]
+    z = after["logit_scale"] * img @ txt.T + after["logit_bias"]
+    labels = 2 * torch.eye(len(img)) - 1
+    expected = -F.logsigmoid(labels * z).sum() / len(img)
+    torch.testing.assert_close(after["contrastive_loss"], expected)
+    torch.testing.assert_close(after["loss"], expected + after["attribution_loss"])
+    assert not torch.allclose(after["loss"], before["loss"])
+
+
+def test_a_sigmoid_loss_without_a_logit_bias_is_refused_naming_the_fix(closed_tiny):
+    from vlzoo.core.train import ZooModule
+
+    with pytest.raises(ConfigError, match=r"model\.loss: SigLipLoss needs a logit_bias.*init_logit_bias"):
+        ZooModule("priorclip-closed-tiny", loss={"name": "siglip"}, export_weights=False)
+
+
+def test_priorclip_shares_the_dual_encoder_faces_and_keeps_its_state_dict_keys(closed_tiny):
+    from vlzoo.core.models import DualEncoderFaces, capabilities
+
+    assert isinstance(closed_tiny, DualEncoderFaces)
+    assert {"replaceable_loss", "lockable_image_tower", "grad_checkpointing"} <= set(
+        capabilities(closed_tiny)
+    )
+    # no logit_bias unless asked for: checkpoints saved before it existed keep loading strictly
+    assert not any(k.startswith("logit_bias") for k in closed_tiny.state_dict())
+    open_tiny = vz.create_model("priorclip-open-tiny")
+    open_tiny.lock_image_tower(unlocked_groups=0)
+    assert not any(p.requires_grad for p in open_tiny.visual.tower.trunk.parameters())
+    assert all(p.requires_grad for p in open_tiny.visual.tower.head.parameters())  # LiT keeps the head
+    assert open_tiny.image_tower() is open_tiny.visual.tower
+
+
 # -------------------------------------------------------------------------------------- tiny recipes
 
-RECIPES = Path(__file__).resolve().parents[2] / "zoo_configs" / "remote_sensing"
 N_TEST = 100
 
 
@@ -395,61 +458,30 @@ def rs_toyworld_dir(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture
-def one_compute_thread():
-    """One thread for the model, the other core for the data worker: on a 2-core machine two OpenMP threads
-    next to a worker process oversubscribe it and every step waits on the slowest thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["closed", "open"])
-def test_tiny_recipe_learns_rs_toyworld_retrieval(setting, rs_toyworld_dir, tmp_path, one_compute_thread):
+def test_tiny_recipe_learns_rs_toyworld_retrieval(setting, rs_toyworld_dir, tmp_path):
     """The recipe's model, optimizer and data, on fewer scenes and epochs than the recipe runs (80 steps):
     retrieval over 100 test scenes well above chance both ways, and both losses falling."""
-    import lightning as L
-    import yaml
-
-    from vlzoo.core.train import ContrastiveModule, ImageTextDataModule
-
-    recipe = yaml.safe_load((RECIPES / f"priorclip_{setting}-tiny.yaml").read_text())
+    recipe = load_recipe(f"priorclip-{setting}-tiny")
     assert recipe["data"]["data"] == "rs-toyworld" and recipe["model"]["model"] == f"priorclip-{setting}-tiny"
-    L.seed_everything(recipe["seed_everything"])
-    data = ImageTextDataModule(
-        **{**recipe["data"], "data_dir": str(rs_toyworld_dir), "num_workers": 1},
-        model=recipe["model"]["model"],
+    run = fit_recipe(
+        f"priorclip-{setting}-tiny",
+        {
+            "trainer.max_epochs": 5,
+            "trainer.default_root_dir": str(tmp_path),
+            "model.export_weights": False,
+            "data.data_dir": str(rs_toyworld_dir),
+            "data.num_workers": 1,
+        },
     )
-    module = ContrastiveModule(**recipe["model"], export_weights=False)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=5,
-        gradient_clip_val=recipe["trainer"]["gradient_clip_val"],
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    losses: list[dict[str, float]] = []
-
-    class _Record(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            metrics = trainer.callback_metrics
-            losses.append({k: float(metrics[f"train/{k}"]) for k in ("contrastive_loss", "attribution_loss")})
-
-    trainer.callbacks.append(_Record())
-    trainer.fit(module, data)
-    metrics = trainer.test(module, data, verbose=False)[0]
+    metrics = run.metrics
+    losses = [{k: step[f"train/{k}"] for k in ("contrastive_loss", "attribution_loss")} for step in run.steps]
     # Chance of a hit in the top k: k/100 for a caption (one image of 100), about k/100 for an image too
     # (5 captions of 500), so chance mean recall is (1 + 5 + 10) / 3.
-    assert metrics["test/mean_recall"] >= 2.5 * (1 + 5 + 10) / 3, metrics
+    assert metrics["mean_recall"] >= 2.5 * (1 + 5 + 10) / 3, metrics
     for direction in ("image_to_text", "text_to_image"):
-        assert metrics[f"test/{direction}_R@10"] >= 2 * 10, metrics
+        assert metrics[f"{direction}_R@10"] >= 2 * 10, metrics
     for key in ("contrastive_loss", "attribution_loss"):
         first, last = losses[0][key], sum(step[key] for step in losses[-4:]) / 4
         assert last < 0.8 * first, (key, first, last)

@@ -316,7 +316,7 @@ def test_rs_toyworld_is_learnable_on_the_cpu(tmp_path, rs_model):
 def _train_and_test_on_rs_toyworld(tmp_path: Path, rs_model: str) -> tuple[dict, float, int]:
     import lightning as L
 
-    from vlzoo.core.train import ContrastiveModule
+    from vlzoo.core.train import ZooModule
 
     L.seed_everything(0)
     n_test = 100
@@ -328,7 +328,7 @@ def _train_and_test_on_rs_toyworld(tmp_path: Path, rs_model: str) -> tuple[dict,
         data_dir=str(tmp_path / "rs"),
         generate={"n_train": 384, "n_val": 8, "n_test": n_test, "seed": 1},
     )
-    module = ContrastiveModule(rs_model, lr=3e-3, warmup_steps=10, weight_decay=0.05, export_weights=False)
+    module = ZooModule(rs_model, lr=3e-3, warmup_steps=10, weight_decay=0.05, export_weights=False)
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=10,

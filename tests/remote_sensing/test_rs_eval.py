@@ -95,7 +95,7 @@ def test_rs_retrieval_evaluates_every_test_caption_of_the_geotiffs(rs_toyworld, 
     recomputed here scene by scene from the files, the figures agree."""
     model = _model(rs_model)
     metrics = evaluate_rs_retrieval(
-        model, str(rs_toyworld), batch_size=7, console=Console(file=io.StringIO())
+        model, data=str(rs_toyworld), batch_size=7, workers=0, console=Console(file=io.StringIO())
     )
     test = RSKarpathySplits(rs_toyworld, "test")
     assert (metrics["images"], metrics["captions"], metrics["skipped"]) == (len(test), 5 * len(test), 0)
@@ -113,7 +113,9 @@ def test_rs_retrieval_evaluates_every_test_caption_of_the_geotiffs(rs_toyworld, 
 
 
 def test_zero_shot_scene_classification_of_the_test_split(rs_toyworld, rs_model):
-    metrics = evaluate_rs_zeroshot(_model(rs_model), str(rs_toyworld), console=Console(file=io.StringIO()))
+    metrics = evaluate_rs_zeroshot(
+        _model(rs_model), data=str(rs_toyworld), workers=0, console=Console(file=io.StringIO())
+    )
     test = RSKarpathySplits(rs_toyworld, "test")
     assert metrics["images"] == len(test)
     assert set(metrics["per_class_accuracy"]) == set(test.classes)  # every class has test scenes

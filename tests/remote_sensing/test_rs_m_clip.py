@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.recipes import fit_recipe, load_recipe
 
 import vlzoo.core as vz
 from vlzoo.core.errors import DataError, WeightsError
@@ -356,7 +356,6 @@ def test_release_tags_name_the_open_clip_files():
 
 # ------------------------------------------------------------------------------------- tiny recipe
 
-RECIPE = Path(__file__).resolve().parents[2] / "zoo_configs" / "remote_sensing" / "rs_m_clip-tiny.yaml"
 N_TEST = 100
 
 
@@ -365,50 +364,27 @@ def test_tiny_recipe_learns_rs_toyworld_retrieval(tmp_path):
     """The recipe's model and optimizer through `data: rs-toyworld` (written on first use), on fewer scenes
     and steps than the recipe runs: R@5 over 100 test scenes well above chance (5%) both ways, the teacher
     an EMA that moved with the student, and both losses logged at every step."""
-    import lightning as L
-    import yaml
-
-    from vlzoo.core.train import ContrastiveModule, ImageTextDataModule
-
-    recipe = yaml.safe_load(RECIPE.read_text())
+    recipe = load_recipe("rs-m-clip-tiny")
     assert recipe["data"]["data"] == "rs-toyworld" and recipe["model"]["model"] == "rs-m-clip-tiny"
-    L.seed_everything(recipe["seed_everything"])
-    generate = {**recipe["data"]["generate"], "n_train": 320, "n_val": 8, "n_test": N_TEST}
-    options = {
-        "data_dir": str(tmp_path / "rs-toyworld"),
-        "generate": generate,
-        "num_workers": 0,
-        "batch_size": 32,
-    }
-    data = ImageTextDataModule(**{**recipe["data"], **options}, model=recipe["model"]["model"])
-    module = ContrastiveModule(**recipe["model"], export_weights=False)
-    start = {k: v.clone() for k, v in module.model.teacher.state_dict().items()}
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=8,
-        gradient_clip_val=recipe["trainer"]["gradient_clip_val"],
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
+    run = fit_recipe(
+        "rs-m-clip-tiny",
+        {
+            "trainer.max_epochs": 8,
+            "trainer.default_root_dir": str(tmp_path),
+            "model.export_weights": False,
+            "data.data_dir": str(tmp_path / "rs-toyworld"),
+            "data.generate": {**recipe["data"]["generate"], "n_train": 320, "n_val": 8, "n_test": N_TEST},
+            "data.num_workers": 0,
+            "data.batch_size": 32,
+        },
     )
-    logged: list[set[str]] = []
-
-    class _Record(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            logged.append(set(trainer.callback_metrics))
-
-    trainer.callbacks.append(_Record())
-    trainer.fit(module, data)
-    metrics = trainer.test(module, data, verbose=False)[0]
+    module, trainer, metrics = run.module, run.trainer, run.metrics
+    start = {k.removeprefix("teacher."): v for k, v in run.start_state.items() if k.startswith("teacher.")}
     chance = 100 * 5 / N_TEST
     print({k: round(v, 2) for k, v in metrics.items()})
-    assert metrics["test/text_to_image_R@5"] >= 2 * chance, metrics
-    assert metrics["test/image_to_text_R@5"] >= 2 * chance, metrics
-    assert all({"train/contrastive_loss", "train/distill_loss"} <= keys for keys in logged)
+    assert metrics["text_to_image_R@5"] >= 2 * chance, metrics
+    assert metrics["image_to_text_R@5"] >= 2 * chance, metrics
+    assert all({"train/contrastive_loss", "train/distill_loss"} <= set(step) for step in run.steps)
 
     model = module.model
     assert model.steps_done == trainer.global_step == 80  # the core called the hook once per step

@@ -9,12 +9,14 @@
     vlzoo demo                                 toyworld → train a tiny CLIP on the CPU → report
 
 Domain packages call `main(prog="vlzoo-<domain>", defaults=..., commands=...)` for their own command:
-`defaults` are LightningCLI defaults by dotted key, `commands` add subcommands or replace core ones.
+`defaults` are LightningCLI defaults by dotted key, `commands` add subcommands or replace core ones; their
+`eval` is `eval_command(domain=...)` over the evaluation tasks they register (`vlzoo.core.eval.tasks`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from vlzoo.core.errors import VlzooError
+from vlzoo.core.eval.tasks import (
+    EvalTask,
+    add_eval_arguments,
+    eval_options,
+    eval_tasks,
+    get_eval_task,
+    run_eval_tasks,
+)
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -92,41 +102,28 @@ def _cmd_shards(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from vlzoo.core import evaluate
+def demo_command(spec: str, help: str, out: str) -> Command:
+    """`<prog> demo`: runs the `DemoSpec` at `spec` ("module:NAME", imported only when the demo runs, so
+    that building the parser stays light) into `out`, its sizes adjustable from the command line."""
 
-    common = {
-        "model": args.model,
-        "data": args.data,
-        "pretrained": args.pretrained,
-        "batch_size": args.batch_size,
-        "workers": args.workers,
-        "out": args.out,
-    }
-    runners: dict[str, Callable[[], Any]] = {
-        "retrieval": lambda: evaluate.evaluate_retrieval(split=args.split, **common),
-        "zeroshot": lambda: evaluate.evaluate_zeroshot(templates=args.template, **common),
-        "linear-probe": lambda: evaluate.evaluate_linear_probe(
-            train_data=_required(args, "train_data"), **common
-        ),
-    }
-    runners[args.task]()
-    return 0
+    def run(args: argparse.Namespace) -> int:
+        import importlib
 
+        from vlzoo.core.demo import run_demo
 
-def _required(args: argparse.Namespace, name: str) -> Any:
-    value = getattr(args, name)
-    if value is None:
-        raise VlzooError(f"eval {args.task} needs --{name.replace('_', '-')}")
-    return value
+        module, _, name = spec.partition(":")
+        demo = getattr(importlib.import_module(module), name)
+        run_demo(demo.resized(args.epochs, args.n_train, args.workers), args.out)
+        return 0
 
+    def configure(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", default=out, help=f"where the data, run and report go (default {out})")
+        p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's)")
+        p.add_argument("--n-train", type=int, default=None, help="training images (default: the demo's)")
+        p.add_argument("--workers", type=int, default=None, help="data workers (default: the demo's)")
+        p.set_defaults(func=run)
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from vlzoo.core.demo import DemoConfig, run_demo
-
-    cfg = DemoConfig(out_dir=args.out, epochs=args.epochs, n_train=args.n_train, num_workers=args.workers)
-    run_demo(cfg)
-    return 0
+    return Command(help, configure)
 
 
 def build_parser(
@@ -175,26 +172,48 @@ def _configure_shards(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_cmd_shards)
 
 
-def _configure_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=["retrieval", "zeroshot", "linear-probe"])
-    p.add_argument("--model", required=True, help="registered model name")
-    p.add_argument("--pretrained", default=None, help="weights: tag, file, HF directory or hf-hub:")
-    p.add_argument("--data", required=True, help="retrieval: Karpathy JSON/CSV/JSONL; classification: folder")
-    p.add_argument("--train-data", default=None, help="linear-probe: training image folder")
-    p.add_argument("--split", default="test", help="split of a Karpathy JSON")
-    p.add_argument("--template", action="append", default=None, help="zero-shot prompt with {} (repeatable)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", default=None, help="write the report (JSON and plots) here")
-    p.set_defaults(func=_cmd_eval)
+def _run_eval_task(task: EvalTask, args: argparse.Namespace) -> int:
+    task.run(args.model, **eval_options(args))
+    return 0
 
 
-def _configure_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="vlzoo-demo")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--n-train", type=int, default=3000)
-    p.add_argument("--workers", type=int, default=2)
-    p.set_defaults(func=_cmd_demo)
+def _run_eval_all(tasks: Sequence[EvalTask], args: argparse.Namespace) -> int:
+    options = eval_options(args)
+    run_eval_tasks(args.model, tasks, out=options.pop("out"), **options)
+    return 0
+
+
+def eval_command(
+    tasks: Sequence[str] | None = None,
+    *,
+    domain: str = "core",
+    help: str = "evaluate a model: retrieval, zero-shot or linear-probe classification",
+    **arguments: Any,
+) -> Command:
+    """`<prog> eval <task>`: one subcommand per task of `tasks` (names looked up in `domain`'s namespace,
+    then the core's; default: every task of `domain`), each with the common flags of
+    `add_eval_arguments(**arguments)` and the task's own; plus `all` (every task that applies to the
+    model) when some task says which models it applies to. A domain's `cli.py` names its tasks and its
+    defaults here, and nothing else."""
+
+    def configure(p: argparse.ArgumentParser) -> None:
+        chosen = [get_eval_task(name, domain) for name in (tasks or eval_tasks(domain))]
+        sub = p.add_subparsers(dest="task", required=True, metavar="TASK")
+        for task in chosen:
+            task_parser = sub.add_parser(task.name, help=task.help, description=task.help)
+            add_eval_arguments(task_parser, **arguments)
+            if task.configure is not None:
+                task.configure(task_parser)
+            task_parser.set_defaults(func=functools.partial(_run_eval_task, task))
+        choosable = [task for task in chosen if task.applies is not None]
+        if choosable:
+            every = (
+                "every task the model can run; reports under --out/<task> and a summary --out/metrics.json"
+            )
+            add_eval_arguments(sub.add_parser("all", help=every, description=every), **arguments)
+            sub.choices["all"].set_defaults(func=functools.partial(_run_eval_all, choosable))
+
+    return Command(help, configure)
 
 
 CORE_COMMANDS: dict[str, Command] = {
@@ -206,8 +225,12 @@ CORE_COMMANDS: dict[str, Command] = {
     "shards": Command(
         "write webdataset tar shards from a CSV/TSV/JSONL/Karpathy JSON/folder", _configure_shards
     ),
-    "eval": Command("evaluate a model: retrieval, zero-shot or linear-probe classification", _configure_eval),
-    "demo": Command("train a tiny CLIP on generated toyworld data on the CPU and report", _configure_demo),
+    "eval": eval_command(),
+    "demo": demo_command(
+        "vlzoo.core.demo:TOYWORLD_DEMO",
+        "train a tiny CLIP on generated toyworld data on the CPU and report",
+        out="vlzoo-demo",
+    ),
 }
 
 

@@ -1,57 +1,136 @@
-"""`vlzoo demo`: generate toyworld, train a tiny CLIP on the CPU, evaluate retrieval, write a report.
+"""`vlzoo demo` and every domain's `vlzoo-<domain> demo`: generate a toy world, train a tiny model on the
+CPU, evaluate retrieval on its test split against chance and trivial matchers, write the report.
 
-It is the whole product in miniature: real PNG files and a Karpathy JSON, the Lightning loop with
-checkpoints and logs, chunked retrieval metrics against two baselines (chance and a matcher that only sees
-colours), plots, and exported weights that `create_model(..., pretrained=...)` loads back.
+It is the whole product in miniature: real files in the field's formats, the Lightning loop with
+checkpoints and logs, retrieval metrics over the whole test split, plots, and exported weights that
+`create_model(..., pretrained=...)` loads back. A domain describes its demo as a `DemoSpec`:
+
+    MEDICAL_DEMO = DemoSpec(
+        name="vlzoo-medical demo", model="radclip-tiny", dataset="med-toyworld",
+        generate={"n_train": 800, "n_val": 50, "n_test": 200, "seed": 0}, epochs=20, batch_size=32,
+        module={"lr": 1e-3, "warmup_steps": 20, "model_overrides": {"lock_text_tower": False}},
+        baselines=region_only_matcher,
+    )
+    run_demo(MEDICAL_DEMO, "vlzoo-medical-demo")
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from rich.console import Console
 
-from vlzoo.core.data import (
-    KarpathySplits,
-    bag_of_colours_baseline,
-    write_toyworld,
-)
-from vlzoo.core.eval import retrieval_metrics, write_report
-from vlzoo.core.evaluate import encode_retrieval_set, eval_loader
-from vlzoo.core.train import ContrastiveModule, ImageTextDataModule
+from vlzoo.core.data import KarpathySplits, bag_of_colours_baseline, build_source, ensure_generated
+from vlzoo.core.data.kinds import get_generated_dataset
+from vlzoo.core.errors import ConfigError
+from vlzoo.core.eval import GalleryImages, encode_retrieval_set, eval_loader, write_report
+from vlzoo.core.train import ImageTextDataModule, ZooModule
 
-MODEL = "clip-vit-tiny"
+# Trivial matchers: (the dataset's index file, split, k) -> their text→image R@k (%) by name.
+Baselines = Callable[[Path, str, int], dict[str, float]]
 
 
-@dataclass
-class DemoConfig:
-    """Sized so that a 2-core CPU trains in about three minutes and text→image R@1 is far above chance."""
+@dataclass(frozen=True)
+class DemoSpec:
+    """One demo: the generated dataset, the tiny model and how it trains, and what its retrieval is
+    compared with. Sizes are for a 2-core CPU: a demo trains in a few minutes.
 
-    out_dir: str = "vlzoo-demo"
-    n_train: int = 3000
-    n_val: int = 200
-    n_test: int = 200
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 2e-3
-    warmup_steps: int = 50
-    weight_decay: float = 0.05
+    Args:
+        name: the command that runs it (`"vlzoo-medical demo"`), for the report's title.
+        model: a registered model; `module` holds the `ZooModule` arguments besides it (`lr`,
+            `warmup_steps`, `weight_decay`, `min_lr_ratio`, `model_overrides`, ...).
+        dataset, generate: a registered generated dataset and its writer's arguments (sizes, seed).
+        baselines: the trivial matchers' recall@`k` (%) on the test split, by name, from the dataset's
+            index file; chance is always reported besides them.
+        k: the recall the summary compares (text→image R@k).
+        display: how a plot shows an image file (a GeoTIFF's RGB composite); default the decoded sample.
+    """
+
+    name: str
+    model: str
+    dataset: str
+    generate: Mapping[str, Any]
+    epochs: int
+    batch_size: int = 64
+    module: Mapping[str, Any] = field(default_factory=dict)
+    baselines: Baselines | None = None
+    k: int = 1
+    display: Callable[[str], Any] | None = None
     num_workers: int = 2
     seed: int = 0
 
+    def resized(
+        self, epochs: int | None = None, n_train: int | None = None, num_workers: int | None = None
+    ) -> DemoSpec:
+        """The same demo with fewer (or more) epochs, training images or data workers."""
+        generate = dict(self.generate) if n_train is None else {**self.generate, "n_train": n_train}
+        return replace(
+            self,
+            epochs=self.epochs if epochs is None else epochs,
+            generate=generate,
+            num_workers=self.num_workers if num_workers is None else num_workers,
+        )
 
-def _train(cfg: DemoConfig, json_path: Path, run_dir: Path) -> tuple[ContrastiveModule, L.Trainer]:
-    module = ContrastiveModule(
-        MODEL, lr=cfg.lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, min_lr_ratio=0.05
-    )
+
+@dataclass
+class DemoResult:
+    metrics: dict[str, Any]  # retrieval metrics over the whole test split, with its image/caption counts
+    baselines: dict[str, float]  # chance and the spec's matchers, text→image R@k (%)
+    paths: dict[str, Path]  # the report's files by name
+    weights: Path  # the exported trained model
+    trainer: L.Trainer
+    seconds: float
+
+
+def attribute_only_recall(attributes: Sequence[Hashable], text_to_image: torch.Tensor, k: int = 1) -> float:
+    """Expected text→image R@k (%) of a matcher that sees one attribute of each image (its region, its
+    class) and of each caption's own image, and ranks the images sharing it first, in random order: a
+    caption whose image shares its attribute with m images is found in the top k with probability
+    min(k, m) / m. What a model must beat to show it learned more than that attribute."""
+    counts = Counter(attributes)
+    owners = text_to_image.tolist()
+    return 100.0 * sum(min(k, counts[attributes[i]]) / counts[attributes[i]] for i in owners) / len(owners)
+
+
+def attribute_only_matchers(attributes: Mapping[str, Callable[[dict[str, Any]], Hashable]]) -> Baselines:
+    """Baselines of `attribute_only_recall`, one per attribute: `{"region_only": lambda image:
+    image["case"]["region"]}` reads each image's attribute from its entry in the Karpathy JSON (the
+    ground truth a toy world writes there)."""
+
+    def baselines(index: Path, split: str, k: int) -> dict[str, float]:
+        images = [i for i in json.loads(Path(index).read_text())["images"] if i["split"] == split]
+        owners = torch.tensor([n for n, image in enumerate(images) for _ in image["sentences"]])
+        return {
+            f"{name}_text_to_image_R@{k}": attribute_only_recall([get(i) for i in images], owners, k)
+            for name, get in attributes.items()
+        }
+
+    return baselines
+
+
+def _fit(spec: DemoSpec, data_dir: Path, run_dir: Path) -> tuple[ZooModule, L.Trainer]:
+    module_args = dict(spec.module)
+    overrides = module_args.get("model_overrides")
+    module = ZooModule(spec.model, **module_args)
     data = ImageTextDataModule(
-        str(json_path), model=MODEL, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed
+        spec.dataset,
+        data_dir=str(data_dir),
+        generate=dict(spec.generate),
+        model=spec.model,
+        model_overrides=overrides,
+        batch_size=spec.batch_size,
+        num_workers=spec.num_workers,
+        seed=spec.seed,
     )
     # metrics.csv and the exported weights in run_dir itself, TensorBoard's events in run_dir/tensorboard
     loggers = [
@@ -59,12 +138,12 @@ def _train(cfg: DemoConfig, json_path: Path, run_dir: Path) -> tuple[Contrastive
         TensorBoardLogger(run_dir, name="tensorboard", version=""),
     ]
     trainer = L.Trainer(
-        max_epochs=cfg.epochs,
+        max_epochs=spec.epochs,
         accelerator="cpu",
         default_root_dir=run_dir,
         logger=loggers,
         callbacks=[ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)],
-        check_val_every_n_epoch=max(cfg.epochs // 3, 1),
+        check_val_every_n_epoch=max(spec.epochs // 3, 1),
         num_sanity_val_steps=0,
         log_every_n_steps=10,
         enable_model_summary=False,
@@ -73,49 +152,86 @@ def _train(cfg: DemoConfig, json_path: Path, run_dir: Path) -> tuple[Contrastive
     return module, trainer
 
 
-def run_demo(cfg: DemoConfig | None = None, console: Console | None = None) -> dict[str, Any]:
-    """Run the demo end to end; returns the metrics and the paths it wrote."""
-    cfg = cfg or DemoConfig()
+def run_demo(
+    spec: DemoSpec | None = None, out_dir: str | Path = "vlzoo-demo", console: Console | None = None
+) -> DemoResult:
+    """Run `spec` (default the core's toyworld demo) end to end, writing everything under `out_dir`:
+    `data/` (the generated dataset), `run/` (logs, checkpoints, `model.safetensors`), and the report
+    (`metrics.json` and plots)."""
+    spec = spec or TOYWORLD_DEMO
     console = console or Console()
-    out = Path(cfg.out_dir)
+    out = Path(out_dir)
     started = time.perf_counter()
-    L.seed_everything(cfg.seed, verbose=False)
-    json_path = write_toyworld(out / "data", cfg.n_train, cfg.n_val, cfg.n_test, seed=cfg.seed)
-    console.print(f"[bold]toyworld[/]: {cfg.n_train}/{cfg.n_val}/{cfg.n_test} images in {json_path.parent}")
-    module, trainer = _train(cfg, json_path, out / "run")
-    test = KarpathySplits(json_path, "test", captions="all")
-    ev = encode_retrieval_set(module.model.eval(), eval_loader(MODEL, test, cfg.batch_size))
-    metrics = retrieval_metrics(ev.image_features, ev.text_features, ev.text_to_image)
-    baselines = {
-        "chance_text_to_image_R@1": 100.0 / cfg.n_test,
-        "bag_of_colours_text_to_image_R@1": 100.0 * bag_of_colours_baseline(test),
-    }
+    L.seed_everything(spec.seed, verbose=False)
+    generated = get_generated_dataset(spec.dataset)
+    if generated is None:
+        raise ConfigError(f"demo {spec.name!r}: {spec.dataset!r} is not a registered generated dataset")
+    index = ensure_generated(spec.dataset, out / "data", spec.generate)
+    console.print(f"[bold]{spec.dataset}[/]: {dict(spec.generate)} in {index.parent}")
+    module, trainer = _fit(spec, out / "data", out / "run")
+
+    test = build_source(str(index), generated.kind, "test", "all", {"train": False})
+    model = module.model.eval()
+    encoded = encode_retrieval_set(model, eval_loader(spec.model, test, spec.batch_size))
+    metrics = encoded.metrics()
+    key = f"text_to_image_R@{spec.k}"
+    if key not in metrics:
+        raise ConfigError(
+            f"demo {spec.name!r}: k={spec.k} is not one of the recalls computed ({sorted(metrics)})"
+        )
+    baselines = {f"chance_{key}": 100.0 * min(spec.k, metrics["images"]) / metrics["images"]}
+    if spec.baselines is not None:
+        baselines.update(spec.baselines(index, "test", spec.k))
     seconds = round(time.perf_counter() - started, 1)
-    report = {"model": MODEL, "test": metrics, "baselines": baselines, "seconds": seconds}
-    test_images = [test[i]["image"] for i in range(len(test))]
+    report = {"model": spec.model, "dataset": spec.dataset, "test": metrics, "baselines": baselines}
     paths = write_report(
         out,
-        report,
-        title=f"vlzoo demo: {MODEL} on toyworld (test split)",
-        image_features=ev.image_features,
-        text_features=ev.text_features,
-        text_to_image=ev.text_to_image,
-        captions=ev.captions,
-        images=test_images,
+        {**report, "seconds": seconds},
+        title=f"{spec.name}: {spec.model} on {spec.dataset} (test split)",
+        images=GalleryImages.of(test, encoded, display=spec.display),
         console=console,
+        **encoded.plots(),
     )
     weights = out / "run" / "model.safetensors"
+    compared = " and ".join(f"{name.removesuffix('_' + key)} {v:.1f}%" for name, v in baselines.items())
     console.print(
-        f"vlzoo demo: text→image R@1 {metrics['text_to_image_R@1']:.1f}% vs chance "
-        f"{baselines['chance_text_to_image_R@1']:.1f}% and colours only "
-        f"{baselines['bag_of_colours_text_to_image_R@1']:.1f}% · weights {weights} · "
+        f"{spec.name}: text→image R@{spec.k} {metrics[key]:.1f}% vs {compared} · weights {weights} · "
         f"checkpoint {out / 'run' / 'checkpoints' / 'last.ckpt'} · report {paths.get('json', out)} · "
         f"{seconds:.0f} s"
     )
+    return DemoResult(metrics, baselines, paths, weights, trainer, seconds)
+
+
+# ------------------------------------------------------------------------------------ the core's demo
+
+
+def colours_only_matcher(index: Path, split: str, k: int) -> dict[str, float]:
+    """A matcher that sees only colours: the colours a caption names against those in each image."""
+    if k != 1:
+        raise ConfigError(f"the colours-only matcher gives R@1 only, not R@{k}")
     return {
-        "metrics": metrics,
-        "baselines": baselines,
-        "paths": paths,
-        "weights": weights,
-        "trainer": trainer,
+        "bag_of_colours_text_to_image_R@1": 100.0
+        * bag_of_colours_baseline(KarpathySplits(index, split, captions="all"))
     }
+
+
+TOYWORLD_DEMO = DemoSpec(
+    name="vlzoo demo",
+    model="clip-vit-tiny",
+    dataset="toyworld",
+    generate={"n_train": 3000, "n_val": 200, "n_test": 200, "image_size": 64, "seed": 0},
+    epochs=12,
+    batch_size=128,
+    module={"lr": 2e-3, "warmup_steps": 50, "weight_decay": 0.05, "min_lr_ratio": 0.05},
+    baselines=colours_only_matcher,
+)
+
+__all__ = [
+    "TOYWORLD_DEMO",
+    "DemoResult",
+    "DemoSpec",
+    "attribute_only_matchers",
+    "attribute_only_recall",
+    "colours_only_matcher",
+    "run_demo",
+]

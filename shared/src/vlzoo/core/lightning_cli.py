@@ -1,20 +1,28 @@
-"""`vlzoo fit|validate|test -c recipe.yaml`: LightningCLI over `ContrastiveModule` and `ImageTextDataModule`.
+"""`vlzoo fit|validate|test -c recipe.yaml`: LightningCLI over `ZooModule` and `ImageTextDataModule`.
 
 Domain packages reuse `run_lightning_cli` with their own defaults (`vlzoo-medical fit ...`).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from vlzoo.core.train import ContrastiveModule, ExportWeights, ImageTextDataModule
-from vlzoo.core.train.callbacks import run_dir
+from vlzoo.core.train import ExportWeights, ImageTextDataModule, ZooModule
+from vlzoo.core.train.callbacks import SkippedSamplesMonitor, run_dir
+from vlzoo.core.train.checkpointing import (
+    AtomicCheckpointIO,
+    check_checkpoint,
+    newest_loadable_checkpoint,
+    remove_stale_temporaries,
+)
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEFAULT_ROOT = "runs"
@@ -40,20 +48,60 @@ class VlzooCLI(LightningCLI):
         root = Path(config.get("default_root_dir") or DEFAULT_ROOT)
         config["default_root_dir"] = str(root)
         if config.get("logger") in (None, True):
-            # The same version for both loggers, so that one run is one folder.
+            # The same version for both loggers, so that one run is one folder; the CSV logger first, as it
+            # warns about a non-empty folder that TensorBoard's event file would otherwise have started.
             tensorboard = TensorBoardLogger(root, name="")
-            config["logger"] = [tensorboard, CSVLogger(root, name="", version=tensorboard.version)]
+            config["logger"] = [CSVLogger(root, name="", version=tensorboard.version), tensorboard]
         present = [*(config.get("callbacks") or []), *callbacks]
         if config.get("enable_checkpointing", True) is not False and not any(
             isinstance(c, ModelCheckpoint) for c in present
         ):
             every = self.config[self.subcommand].get("checkpoint_every", 200)
             callbacks.append(
-                ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, every_n_train_steps=every)
+                # No version counter: a resumed run overwrites `last.ckpt` (atomically) instead of starting
+                # a `last-v1.ckpt` beside a stale or broken one.
+                ModelCheckpoint(
+                    dirpath=root / "checkpoints",
+                    save_last=True,
+                    every_n_train_steps=every,
+                    enable_version_counter=False,
+                )
             )
         if config.get("logger") and not any(isinstance(c, LearningRateMonitor) for c in present):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            config["plugins"] = [*plugins, AtomicCheckpointIO()]
         return super()._instantiate_trainer(config, callbacks)
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the hyperparameters of a given checkpoint file while parsing: a broken one must be
+        # named before that, not end in an anonymous unpickling or zip error.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            check_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if kwargs.get("ckpt_path") == "last" and subcommand == "fit":
+            kwargs["ckpt_path"] = str(self._resume_checkpoint())
+        return kwargs
+
+    def _resume_checkpoint(self) -> Path:
+        """`--ckpt_path last`: the newest checkpoint of the run folder that loads, never a silent fresh start
+        (Lightning's own `last` starts from step 0 when `last.ckpt` is missing)."""
+        callback = self.trainer.checkpoint_callback
+        directory = Path(callback.dirpath) if callback is not None and callback.dirpath else None
+        if directory is None:
+            directory = Path(self.trainer.default_root_dir) / "checkpoints"
+        remove_stale_temporaries(directory)
+        path, rejected = newest_loadable_checkpoint(directory)
+        skipped = "".join(f"; skipped {p.name} ({why})" for p, why in rejected)
+        rank_zero_info(f"vlzoo: resuming from {path}{skipped}")
+        return path
 
     def after_fit(self) -> None:
         self._summary("fit")
@@ -75,6 +123,9 @@ class VlzooCLI(LightningCLI):
         if export is not None and export.path is not None:
             parts.append(f"weights {export.path}")
         parts.append(f"logs {run_dir(trainer)}")
+        monitor = next((c for c in trainer.callbacks if isinstance(c, SkippedSamplesMonitor)), None)
+        if monitor is not None and stage == "fit":
+            parts.append(monitor.summary())
         metrics = {
             k: float(v) for k, v in trainer.callback_metrics.items() if "R@1" in k or k.endswith("loss")
         }
@@ -90,9 +141,11 @@ def run_lightning_cli(
     dotted key (`{"model.model": "radclip-vit-b-16"}`); a recipe or the command line overrides them."""
     cli_class = type("DomainCLI", (VlzooCLI,), {"defaults": dict(defaults or {})}) if defaults else VlzooCLI
     return cli_class(
-        ContrastiveModule,
+        ZooModule,
         ImageTextDataModule,
-        args=args,
+        # The console script's own argv given back as `args` would only earn LightningCLI's warning about
+        # giving both.
+        args=None if list(args) == sys.argv[1:] else args,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": prog},

@@ -12,21 +12,38 @@ import copy
 import dataclasses
 import difflib
 import fnmatch
-import threading
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import import_module, metadata
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from vlzoo.core.data.transforms import model_transform
 from vlzoo.core.errors import ConfigError, UnknownModelError
-from vlzoo.core.weights.hub import WeightSpec
+from vlzoo.core.plugins import ENTRY_POINT_GROUP, discover_plugins, register_unique
+from vlzoo.core.towers.text import build_tokenizer
+from vlzoo.core.weights.checkpoint import PretrainedSource, load_weights, resolve_pretrained
+from vlzoo.core.weights.spec import WeightSpec
 
-ENTRY_POINT_GROUP = "vlzoo.models"
-_BUILTIN_MODULES = ("vlzoo.core.models.clip",)
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ModelEntry",
+    "apply_overrides",
+    "create_model",
+    "discover_plugins",
+    "get_model_config",
+    "get_pretrained_spec",
+    "get_tokenizer",
+    "get_transforms",
+    "list_models",
+    "model_entry",
+    "model_info",
+    "register_model",
+    "resolve_config",
+    "split_model_name",
+]
 
 
 @dataclass
@@ -37,10 +54,12 @@ class ModelEntry:
     default_tag: str | None = None
     module: str = ""
 
+    @property
+    def owner(self) -> str:  # what `plugins.register_unique` compares
+        return self.module
+
 
 _REGISTRY: dict[str, ModelEntry] = {}
-_discovered = False
-_lock = threading.RLock()
 
 
 def register_model(
@@ -51,6 +70,7 @@ def register_model(
 ):
     """Register a function returning a model config. Use as `@register_model`, `@register_model("name")`
     or `register_model("name", pretrained=...)(fn)`; without a name, the function's name with `_` → `-`.
+    A name registered by another module is refused (`plugins.register_unique`).
     """
 
     def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -60,38 +80,13 @@ def register_model(
             raise ConfigError(
                 f"default_tag {default_tag!r} of {model_name!r} is not one of its tags {sorted(tags)}"
             )
-        with _lock:
-            previous = _REGISTRY.get(model_name)
-            if previous is not None and previous.module != fn.__module__:
-                raise ConfigError(
-                    f"model {model_name!r} is registered twice: by {previous.module} and by {fn.__module__}"
-                )
-            _REGISTRY[model_name] = ModelEntry(model_name, fn, tags, default_tag, fn.__module__)
+        entry = ModelEntry(model_name, fn, tags, default_tag, fn.__module__)
+        register_unique(_REGISTRY, model_name, entry, what="model")
         return fn
 
     if callable(name):
         return wrap(name)
     return wrap
-
-
-def discover_plugins(force: bool = False) -> None:
-    """Import core's model modules and every module advertised under the `vlzoo.models` entry points."""
-    global _discovered
-    with _lock:
-        if _discovered and not force:
-            return
-        _discovered = True
-        for module in _BUILTIN_MODULES:
-            import_module(module)
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                loaded = ep.load()
-                if callable(loaded):  # an entry point may name a function that registers models
-                    loaded()
-            except Exception as err:  # one broken domain package must not hide the others' models
-                warnings.warn(
-                    f"vlzoo: models of {ep.value!r} ({ep.name}) could not be loaded: {err!r}", stacklevel=2
-                )
 
 
 def model_entry(name: str) -> ModelEntry:
@@ -184,6 +179,30 @@ def _coerce(value: Any, current: Any, path: str) -> Any:
     return value
 
 
+def resolve_config(
+    name: str, pretrained: str | Path | None = None, **overrides: Any
+) -> tuple[Any, PretrainedSource | None]:
+    """The config `create_model(name, pretrained, **overrides)` builds, and where its weights come from.
+
+    Layered as the weights need: the registered defaults, then the config saved with the weights, then what
+    the weights require (a conflicting override is an error), then `overrides`. A model that loads another
+    registered model's weights into itself (RadCLIP3D's 2D towers) resolves them here too.
+    """
+    base, tag = split_model_name(name)
+    if tag is not None and pretrained is not None:
+        raise ConfigError(f"pretrained given twice: as {name!r} and as pretrained={pretrained!r}")
+    if tag is not None:
+        get_pretrained_spec(base, tag)  # a NAME:TAG must name a tag, never a path
+    entry = model_entry(base)  # an unknown name fails here, before any download
+    source = resolve_pretrained(base, tag if tag is not None else pretrained, entry.pretrained)
+    cfg = get_model_config(base)
+    if source is not None:
+        cfg = apply_overrides(cfg, source.saved_config, where=base)
+        _check_required(source.config_overrides, overrides, f"{base!r} weights {source.label}")
+        cfg = apply_overrides(cfg, source.config_overrides, where=base)
+    return apply_overrides(cfg, overrides, where=base), source
+
+
 def create_model(
     name: str,
     pretrained: str | Path | None = None,
@@ -198,23 +217,9 @@ def create_model(
     `hf-hub:org/repo[/file]`. `name` may also carry the tag: `"clip-vit-b-32:openai"`.
     Loading is strict: missing or unexpected keys are an error unless `strict=False` is given.
     """
-    from vlzoo.core.weights.checkpoint import load_weights, resolve_pretrained
-
-    base, tag = split_model_name(name)
-    if tag is not None and pretrained is not None:
-        raise ConfigError(f"pretrained given twice: as {name!r} and as pretrained={pretrained!r}")
-    if tag is not None:
-        get_pretrained_spec(base, tag)  # a NAME:TAG must name a tag, never a path
-    model_entry(base)  # an unknown name fails here, before any download
-    source = resolve_pretrained(base, tag if tag is not None else pretrained)
-    cfg = get_model_config(base)
-    if source is not None:
-        cfg = apply_overrides(cfg, source.saved_config, where=base)
-        _check_required(source.config_overrides, overrides, f"{base!r} weights {source.label}")
-        cfg = apply_overrides(cfg, source.config_overrides, where=base)
-    cfg = apply_overrides(cfg, overrides, where=base)
+    cfg, source = resolve_config(name, pretrained, **overrides)
     model = cfg.build()
-    model.vlzoo_name = base
+    model.vlzoo_name = split_model_name(name)[0]
     if source is not None:
         load_weights(model, source, strict=strict)
         model.vlzoo_pretrained = source.label
@@ -242,8 +247,6 @@ def _check_required(required: Mapping[str, Any], overrides: Mapping[str, Any], w
 def get_tokenizer(name: str, **overrides: Any):
     """The model's tokenizer: its config's own `tokenizer()` if it has one (a vocabulary built in memory, as a
     tiny model with no hub files needs), else the one its text tower was configured with (CLIP BPE or HF)."""
-    from vlzoo.core.towers.text import build_tokenizer
-
     cfg = get_model_config(name, **overrides)
     own = getattr(cfg, "tokenizer", None)
     if callable(own):
@@ -256,15 +259,11 @@ def get_tokenizer(name: str, **overrides: Any):
 def get_transforms(name: str, train: bool, albumentations: Any | None = None, **overrides: Any):
     """The model's preprocessing: its config's own `transform()` if it has one, else resize, crop, tensor
     and normalize from its vision config (with `albumentations` augmentations before, when given)."""
-    from vlzoo.core.data.transforms import model_transform
-
     return model_transform(get_model_config(name, **overrides), train=train, albumentations=albumentations)
 
 
 def model_info(name: str) -> dict[str, Any]:
     """Config (as a dict), parameter count and pretrained tags of a model; builds it once on the meta device."""
-    import torch
-
     base, _ = split_model_name(name)
     entry = model_entry(base)
     cfg = get_model_config(base)

@@ -42,22 +42,20 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlzoo.core.data.transforms import build_transform, image_transform
+from vlzoo.core import register_model
+from vlzoo.core.data import build_transform, image_transform
 from vlzoo.core.distributed import all_gather_features
 from vlzoo.core.errors import ConfigError, DataError
-from vlzoo.core.losses import SigLipLoss, check_scalar_tensor
-from vlzoo.core.models.dual_encoder import CLIPConfig, DualEncoder
-from vlzoo.core.registry import register_model
-from vlzoo.core.towers.text import TextTowerConfig, build_tokenizer
-from vlzoo.core.towers.tokenizers import TokenizedText
-from vlzoo.core.towers.vision import VisionTowerConfig
-from vlzoo.core.weights.hub import cache_dir
+from vlzoo.core.losses import SigLipLoss
+from vlzoo.core.models import CLIPConfig, DualEncoder
+from vlzoo.core.towers import TextTowerConfig, TokenizedText, VisionTowerConfig, build_tokenizer
+from vlzoo.core.weights import cache_dir
 
 __all__ = [
     "ConceptAlignLoss",
@@ -126,6 +124,8 @@ class ConceptAlignLoss(SigLipLoss):
     all ranks), so that `sum_r L_r = W * L` of one process holding the whole batch, as `SigLipLoss` does.
     """
 
+    output_key: ClassVar[str] = "concept_loss"
+
     def forward(  # type: ignore[override]
         self,
         patch_features: torch.Tensor,
@@ -137,8 +137,8 @@ class ConceptAlignLoss(SigLipLoss):
         output_dict: bool = False,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         self._check(patch_features, concept_features, concept_targets, concept_ids)
-        scale = check_scalar_tensor(logit_scale, "logit_scale", self.check_inputs)
-        bias = check_scalar_tensor(logit_bias, "logit_bias", self.check_inputs)
+        scale = self.checked_scalar(logit_scale, "logit_scale")
+        bias = self.checked_scalar(logit_bias, "logit_bias")
         rank, world_size = self.resolve_world()
         loss = _block_loss(patch_features, concept_features, concept_targets, scale, bias)
         n_concepts = concept_features.shape[0]
@@ -153,7 +153,7 @@ class ConceptAlignLoss(SigLipLoss):
                 )
         # No concept anywhere: zero, but still a function of the inputs, so every rank's backward matches.
         loss = loss * (world_size / n_concepts) if n_concepts else loss * 0.0
-        return {"concept_loss": loss} if output_dict else loss
+        return self.result(loss, output_dict)
 
     def _other_ranks_loss(self, patches, concepts, targets, ids, scale, bias, most: int, rank: int):
         n = concepts.shape[0]
@@ -295,6 +295,8 @@ class ConceptCLIPConfig(CLIPConfig):
     the square input size, as the official preprocessing does.
     """
 
+    toy_data: ClassVar[str] = "med-toyworld-concepts"  # the generated dataset its tiny models train on
+
     init_logit_bias: float | None = -10.0
     loss: str = "siglip"
     pc_align: bool = True
@@ -367,7 +369,10 @@ class ConceptCLIP(DualEncoder):
         image_features = F.normalize(self.visual.head(pooled), dim=-1)
         text_features = F.normalize(self.text.head(text_pooled), dim=-1)
         scale, bias = self.scale(), self.logit_bias
-        contrastive = self.loss(image_features, text_features, scale, bias)
+        contrastive = self.contrastive_loss_of(
+            {"image_features": image_features, "text_features": text_features, "logit_scale": scale}
+            | ({"logit_bias": bias} if bias is not None else {})
+        )
 
         spans, token_mask = self._batch_concepts(batch, text)
         patches = F.normalize(self.patch_proj(patch_tokens), dim=-1)

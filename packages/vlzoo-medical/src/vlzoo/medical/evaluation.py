@@ -12,12 +12,16 @@ What a task needs from the model, checked before it runs:
 Data: a file of the matching kind, or `med-toyworld` (any of its three names), written under `data_dir`
 on first use; each task then reads its own view (2D Karpathy JSON, volume reports, class folders,
 concept JSONL).
+
+Every runner has the core's keyword signature (`vlzoo.core.eval.runners`); the 2D retrieval and zero-shot
+are the core's runners given this domain's data and prompts. `vlzoo.medical.cli` registers them all as
+the tasks of `vlzoo-medical eval`.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +30,20 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from vlzoo.core.data import build_source, ensure_generated, generated_datasets, infer_data_kind, is_skipped
 from vlzoo.core.errors import ConfigError, DataError
-from vlzoo.core.eval import print_table, retrieval_metrics, write_json, write_report
-from vlzoo.core.evaluate import encode_retrieval_set, eval_loader, evaluate_retrieval, evaluate_zeroshot
-from vlzoo.core.registry import create_model
+from vlzoo.core.eval import (
+    encode_retrieval_set,
+    eval_loader,
+    evaluate_retrieval,
+    evaluate_zeroshot,
+    load_eval_model,
+    report_metrics,
+    save_figure,
+)
 from vlzoo.medical.data import MED_TOYWORLD_FILES
 
 # Radiology prompts for zero-shot classification; class names are findings ("hypodense lesion",
@@ -43,15 +54,16 @@ MEDICAL_TEMPLATES: tuple[str, ...] = (
     "an axial CT slice with {}.",
     "{} on a CT scan.",
 )
-TASKS = ("retrieval", "retrieval-3d", "zeroshot", "itm", "concepts")
 DEFAULT_DATA_DIR = "data/med-toyworld"
 
 
 # ---------------------------------------------------------------------------------------------- data
 
 
-def resolve_data(task: str, data: str, data_dir: str | Path = DEFAULT_DATA_DIR) -> str:
-    """The file or folder a task reads: a path as given, or the right view of a generated med-toyworld."""
+def resolve_data(task: str, data: str, data_dir: str | Path | None = None) -> str:
+    """The file or folder a task reads: a path as given, or the right view of a generated med-toyworld
+    (under `data_dir`, default `DEFAULT_DATA_DIR`)."""
+    data_dir = DEFAULT_DATA_DIR if data_dir is None else data_dir
     if data not in MED_TOYWORLD_FILES:
         if data in generated_datasets():  # another generated dataset: its own file
             return str(ensure_generated(data, data_dir))
@@ -80,13 +92,54 @@ def _kind(path: str, given: str | None, default: str) -> str:
     return default if kind == "jsonl" else kind
 
 
-def _model(name: str, pretrained: str | None) -> torch.nn.Module:
-    return create_model(name, pretrained=pretrained).eval()
-
-
-def _require(model: torch.nn.Module, method: str, name: str, task: str) -> None:
-    if not callable(getattr(model, method, None)):
+def _model(model: str | nn.Module, pretrained: str | None, method: str, task: str) -> tuple[nn.Module, str]:
+    """`load_eval_model`, refusing a model without the face `method` the task needs."""
+    net, name = load_eval_model(model, pretrained)
+    if not callable(getattr(net, method, None)):
         raise ConfigError(f"{name} has no {method}(): the {task} evaluation needs a model that has one")
+    return net, name
+
+
+# ------------------------------------------------------------------------------------- 2D, core tasks
+
+
+def evaluate_med_retrieval(
+    model: str | nn.Module,
+    *,
+    data: str,
+    pretrained: str | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+    workers: int = 2,
+    out: str | Path | None = None,
+    data_kind: str | None = None,
+    data_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """The core's image↔report retrieval of `data` as `resolve_data` finds it (med-toyworld's 2D view)."""
+    path = resolve_data("retrieval", data, data_dir)
+    options = {"pretrained": pretrained, "split": split, "workers": workers, "data_kind": data_kind}
+    return evaluate_retrieval(model, data=path, batch_size=batch_size, out=out, **options)
+
+
+def evaluate_med_zeroshot(
+    model: str | nn.Module,
+    *,
+    data: str,
+    pretrained: str | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+    workers: int = 2,
+    out: str | Path | None = None,
+    data_kind: str | None = None,
+    data_dir: str | Path | None = None,
+    templates: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The core's zero-shot classification of a class folder (med-toyworld's by default) with radiology
+    prompts: `MEDICAL_TEMPLATES` unless `templates`."""
+    path = resolve_data("zeroshot", data, data_dir)
+    options = {"pretrained": pretrained, "split": split, "workers": workers, "data_kind": data_kind}
+    prompts = list(templates or MEDICAL_TEMPLATES)
+    return evaluate_zeroshot(model, data=path, batch_size=batch_size, out=out, templates=prompts, **options)
 
 
 # ------------------------------------------------------------------------------------------ 3D retrieval
@@ -94,7 +147,8 @@ def _require(model: torch.nn.Module, method: str, name: str, task: str) -> None:
 
 @torch.inference_mode()
 def evaluate_volume_retrieval(
-    model: str,
+    model: str | nn.Module,
+    *,
     data: str,
     pretrained: str | None = None,
     split: str = "test",
@@ -102,30 +156,21 @@ def evaluate_volume_retrieval(
     workers: int = 2,
     out: str | Path | None = None,
     data_kind: str | None = None,
+    data_dir: str | Path | None = None,
     n_attention: int = 4,
 ) -> dict[str, Any]:
     """Volume↔report retrieval (every report of every volume), and with `out` the report: metrics, recall
     curves, similarity heatmap and `slice_attention.png` (the first `n_attention` volumes' slices with the
     adapter's attention weights)."""
-    net = _model(model, pretrained)
-    _require(net, "encode_volume", model, "retrieval-3d")
-    source = build_source(data, _kind(data, data_kind, "volume-reports"), split, "all", {"train": False})
-    encoded = encode_retrieval_set(net, eval_loader(model, source, batch_size, workers))
-    metrics = retrieval_metrics(encoded.image_features, encoded.text_features, encoded.text_to_image)
-    metrics["skipped"] = encoded.skipped
-    title = f"{model} volume-report retrieval on {data} ({split})"
+    net, name = _model(model, pretrained, "encode_volume", "retrieval-3d")
+    path = resolve_data("retrieval-3d", data, data_dir)
+    source = build_source(path, _kind(path, data_kind, "volume-reports"), split, "all", {"train": False})
+    encoded = encode_retrieval_set(net, eval_loader(name, source, batch_size, workers))
+    metrics = encoded.metrics()
+    report_metrics(metrics, f"{name} volume-report retrieval on {data} ({split})", out, **encoded.plots())
     if out is None:
-        print_table(metrics, title=title)
         return metrics
-    write_report(
-        out,
-        metrics,
-        title=title,
-        image_features=encoded.image_features,
-        text_features=encoded.text_features,
-        text_to_image=encoded.text_to_image,
-    )
-    batch = _first_batch(model, source, n_attention)
+    batch = _first_batch(name, source, n_attention)
     if batch is not None:
         _, attention = net.encode_volume(
             batch["image"], slice_mask=batch.get("slice_mask"), return_attention=True
@@ -140,7 +185,7 @@ def evaluate_volume_retrieval(
     return metrics
 
 
-def _first_batch(model: str, source: Dataset, n: int) -> dict[str, Any] | None:
+def _first_batch(model_name: str, source: Dataset, n: int) -> dict[str, Any] | None:
     """One batch of the first `n` readable samples (model preprocessing, every caption)."""
     keep: list[int] = []
     for i in range(len(source)):
@@ -150,7 +195,7 @@ def _first_batch(model: str, source: Dataset, n: int) -> dict[str, Any] | None:
             keep.append(i)
     if not keep:
         return None
-    return next(iter(eval_loader(model, Subset(source, keep), batch_size=len(keep), workers=0)))
+    return next(iter(eval_loader(model_name, Subset(source, keep), batch_size=len(keep), workers=0)))
 
 
 def _texts_by_image(batch: dict[str, Any]) -> list[list[str]]:
@@ -227,7 +272,7 @@ def plot_slice_attention(
         bars.set_ylabel("attention", fontsize=7)
         bars.tick_params(labelsize=6)
     fig.suptitle("slice attention of the pooling adapter (slices in the model's view, inferior → superior)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------- ITM
@@ -235,7 +280,8 @@ def plot_slice_attention(
 
 @torch.inference_mode()
 def evaluate_itm(
-    model: str,
+    model: str | nn.Module,
+    *,
     data: str,
     pretrained: str | None = None,
     split: str = "test",
@@ -243,15 +289,16 @@ def evaluate_itm(
     workers: int = 2,
     out: str | Path | None = None,
     data_kind: str | None = None,
+    data_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Image-text matching accuracy: every caption with its own image (a positive) and with the next image
     of its batch (a negative, unless that image has the very same caption); a pair is called a match when
     `itm_scores > 0.5`. Also the ranking accuracy: how often a caption scores higher with its own image."""
-    net = _model(model, pretrained)
-    _require(net, "itm_scores", model, "image-text matching")
-    source = build_source(data, _kind(data, data_kind, "karpathy"), split, "all", {"train": False})
+    net, name = _model(model, pretrained, "itm_scores", "image-text matching")
+    path = resolve_data("itm", data, data_dir)
+    source = build_source(path, _kind(path, data_kind, "karpathy"), split, "all", {"train": False})
     positives, negatives, ranked = [], [], []
-    for batch in eval_loader(model, source, batch_size, workers):
+    for batch in eval_loader(name, source, batch_size, workers):
         n = len(batch["image"])
         if n < 2:
             continue
@@ -269,12 +316,9 @@ def evaluate_itm(
     pos, neg, rank = torch.cat(positives), torch.cat(negatives), torch.cat(ranked)
     metrics = itm_metrics(pos, neg)
     metrics["ranking_accuracy"] = 100.0 * rank.float().mean().item() if len(rank) else float("nan")
-    title = f"{model} image-text matching on {data} ({split})"
+    report_metrics(metrics, f"{name} image-text matching on {data} ({split})", out)
     if out is not None:
-        write_report(out, metrics, title=title)
         plot_itm_scores(pos, neg, Path(out) / "itm_scores.png")
-    else:
-        print_table(metrics, title=title)
     return metrics
 
 
@@ -303,7 +347,7 @@ def plot_itm_scores(positive: torch.Tensor, negative: torch.Tensor, path: str | 
     ax.set_xlabel("ITM match probability")
     ax.set_ylabel("pairs")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------- concept detection
@@ -311,7 +355,8 @@ def plot_itm_scores(positive: torch.Tensor, negative: torch.Tensor, path: str | 
 
 @torch.inference_mode()
 def evaluate_concepts(
-    model: str,
+    model: str | nn.Module,
+    *,
     data: str,
     pretrained: str | None = None,
     split: str = "test",
@@ -319,21 +364,22 @@ def evaluate_concepts(
     workers: int = 2,
     out: str | Path | None = None,
     data_kind: str | None = None,
+    data_dir: str | Path | None = None,
     n_maps: int = 4,
 ) -> dict[str, Any]:
     """Concept detection on a MedConcept-style file: every concept of the split (named by its span's text)
     scored against every image (`concept_logits`, else the max of `concept_similarity_map`); AUROC (%) per
     concept against "the concept is in the image's caption", and their mean. With `out`, also
     `concept_maps.png`: the patch-concept similarity of the first `n_maps` images with their concepts."""
-    net = _model(model, pretrained)
-    _require(net, "concept_similarity_map", model, "concept detection")
-    source = build_source(data, _kind(data, data_kind, "medconcept"), split, "first", {"train": False})
+    net, name = _model(model, pretrained, "concept_similarity_map", "concept detection")
+    path = resolve_data("concepts", data, data_dir)
+    source = build_source(path, _kind(path, data_kind, "medconcept"), split, "first", {"train": False})
     vocabulary = concept_vocabulary(source)
     if not vocabulary:
         raise DataError(f"{data}: no concept spans in split {split!r}")
     cuis, names = list(vocabulary), list(vocabulary.values())
     scores, targets = [], []
-    for batch in eval_loader(model, source, batch_size, workers, captions=False):
+    for batch in eval_loader(name, source, batch_size, workers, captions=False):
         if len(batch["image"]) == 0:
             continue
         scores.append(_concept_scores(net, batch["image"], names))
@@ -348,12 +394,10 @@ def evaluate_concepts(
         "images": int(score.shape[0]),
         "auroc": per_concept,
     }
-    title = f"{model} concept detection on {data} ({split})"
+    report_metrics(metrics, f"{name} concept detection on {data} ({split})", out)
     if out is None:
-        print_table(metrics, title=title)
         return metrics
-    write_report(out, metrics, title=title)
-    batch = _first_batch(model, source, n_maps)
+    batch = _first_batch(name, source, n_maps)
     if batch is not None:
         shown = sorted({c["name"] for concepts in batch["concepts"] for c in concepts})
         maps = net.concept_similarity_map(batch["image"], shown)
@@ -443,7 +487,7 @@ def plot_concept_maps(
         ax.imshow(strip, interpolation="nearest")
         ax.axis("off")
     fig.suptitle("patch-concept similarity (cosine; one colour scale for the whole figure)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _display(image: torch.Tensor) -> np.ndarray:
@@ -453,104 +497,19 @@ def _display(image: torch.Tensor) -> np.ndarray:
     return (array - low) / max(high - low, 1e-8)
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
-    return path
-
-
-# ------------------------------------------------------------------------------------------- running
-
-
-def run_task(
-    task: str,
-    model: str,
-    data: str = "med-toyworld",
-    pretrained: str | None = None,
-    split: str = "test",
-    batch_size: int = 64,
-    workers: int = 2,
-    out: str | Path | None = None,
-    data_dir: str | Path = DEFAULT_DATA_DIR,
-    data_kind: str | None = None,
-    templates: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Run one evaluation task (`TASKS`) on `data` (resolved by `resolve_data`)."""
-    if task not in TASKS:
-        raise ConfigError(f"unknown medical evaluation task {task!r}; the tasks are {TASKS}")
-    path = resolve_data(task, data, data_dir)
-    common = {"pretrained": pretrained, "batch_size": batch_size, "workers": workers, "out": out}
-    out_str = None if out is None else str(out)
-    runners: dict[str, Callable[[], dict[str, Any]]] = {
-        "retrieval": lambda: evaluate_retrieval(
-            model,
-            path,
-            pretrained=pretrained,
-            split=split,
-            batch_size=batch_size,
-            workers=workers,
-            out=out_str,
-            data_kind=data_kind,
-        ),
-        "retrieval-3d": lambda: evaluate_volume_retrieval(
-            model, path, split=split, data_kind=data_kind, **common
-        ),
-        "zeroshot": lambda: evaluate_zeroshot(
-            model,
-            path,
-            pretrained=pretrained,
-            templates=list(templates or MEDICAL_TEMPLATES),
-            batch_size=batch_size,
-            workers=workers,
-            out=out_str,
-        ),
-        "itm": lambda: evaluate_itm(model, path, split=split, data_kind=data_kind, **common),
-        "concepts": lambda: evaluate_concepts(model, path, split=split, data_kind=data_kind, **common),
-    }
-    return runners[task]()
-
-
-def applicable_tasks(model: str) -> list[str]:
-    """The tasks a model can run: 3D retrieval for a volume model, else 2D retrieval and zero-shot, plus
-    ITM and concept detection when it has those heads. Built on the meta device: no weights are made."""
-    with torch.device("meta"):
-        net = create_model(model)
-    if callable(getattr(net, "encode_volume", None)):
-        return ["retrieval-3d"]
-    tasks = ["retrieval", "zeroshot"]
-    if callable(getattr(net, "itm_scores", None)):
-        tasks.append("itm")
-    if callable(getattr(net, "concept_similarity_map", None)):
-        tasks.append("concepts")
-    return tasks
-
-
-def run_all(model: str, out: str | Path | None = None, **options: Any) -> dict[str, dict[str, Any]]:
-    """Every task the model can run (`applicable_tasks`); reports under `out/<task>`, and a summary
-    `out/metrics.json` of them all."""
-    results = {}
-    for task in applicable_tasks(model):
-        results[task] = run_task(task, model, out=None if out is None else Path(out) / task, **options)
-    if out is not None:
-        write_json(results, Path(out) / "metrics.json")
-    return results
-
-
 __all__ = [
+    "DEFAULT_DATA_DIR",
     "MEDICAL_TEMPLATES",
-    "TASKS",
-    "applicable_tasks",
     "auroc",
     "concept_vocabulary",
     "evaluate_concepts",
     "evaluate_itm",
+    "evaluate_med_retrieval",
+    "evaluate_med_zeroshot",
     "evaluate_volume_retrieval",
     "itm_metrics",
     "plot_concept_maps",
     "plot_itm_scores",
     "plot_slice_attention",
     "resolve_data",
-    "run_all",
-    "run_task",
 ]

@@ -40,19 +40,24 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlzoo.core import register_model
 from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.losses import ClipLoss
-from vlzoo.core.models.fusion import FusionConfig, FusionEncoder, FusionOutput
-from vlzoo.core.registry import register_model
-from vlzoo.core.towers.text import TextTowerConfig, build_tokenizer
-from vlzoo.core.towers.tokenizers import HFTokenizer, TokenizedText
-from vlzoo.core.towers.vision import VisionTower, VisionTowerConfig
+from vlzoo.core.models import FusionConfig, FusionEncoder, FusionOutput
+from vlzoo.core.towers import (
+    HFTokenizer,
+    TextTowerConfig,
+    TokenizedText,
+    VisionTower,
+    VisionTowerConfig,
+    build_tokenizer,
+)
 
 __all__ = [
     "PTUnifier",
@@ -76,6 +81,8 @@ class PTUnifierConfig:
     weights), or, when None, it is built with random weights from `text_config` (RobertaConfig fields) and
     the byte-level BPE that vlzoo-medical builds in memory (`bundled_tokenizer`), so tiny models need no files.
     """
+
+    toy_data: ClassVar[str] = "med-toyworld"  # the generated dataset its tiny models train on
 
     vision: VisionTowerConfig = field(
         default_factory=lambda: VisionTowerConfig(
@@ -348,7 +355,7 @@ def _build_roberta(cfg: PTUnifierConfig, tokenizer: HFTokenizer) -> nn.Module:
         if cfg.text_pretrained:
             return AutoModel.from_pretrained(cfg.text_model, add_pooling_layer=False)
         return AutoModel.from_config(AutoConfig.from_pretrained(cfg.text_model), add_pooling_layer=False)
-    backend = tokenizer._backend
+    backend = tokenizer.backend
     config = RobertaConfig(
         **{
             "vocab_size": len(backend),
@@ -390,7 +397,7 @@ class PTUnifier(nn.Module):
         tokenizer = cfg.tokenizer()
         self.text = _build_roberta(cfg, tokenizer)
         vocab_size = self.text.config.vocab_size
-        vocab = TextVocabulary.from_tokenizer(tokenizer._backend, vocab_size)
+        vocab = TextVocabulary.from_tokenizer(tokenizer.backend, vocab_size)
         self.vocab = dataclasses.replace(vocab, special=None, word_start=None)  # ids; tables are buffers
         self.register_buffer("special_tokens", vocab.special, persistent=False)
         self.register_buffer("word_start", vocab.word_start, persistent=False)
@@ -407,7 +414,7 @@ class PTUnifier(nn.Module):
         self.mlm_head = MLMHead(cfg.fusion, vocab_size)
         self.itc_head = ITCHead(hidden)
         for head in (self.itm_head, self.mlm_head, self.itc_head):
-            head.apply(self.fusion._init_weights)
+            head.apply(self.fusion.init_weights)
         self.register_buffer("itc_logit_scale", torch.tensor(1.0 / cfg.itc_temperature), persistent=False)
         self.itc_loss = ClipLoss(gather_with_grad=True)
 

@@ -29,19 +29,17 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlzoo.core import register_model, resolve_config
 from vlzoo.core.errors import ConfigError, DataError, WeightsError
-from vlzoo.core.models.dual_encoder import CLIPConfig, DualEncoder
-from vlzoo.core.registry import register_model
-from vlzoo.core.towers.text import TextTowerConfig
-from vlzoo.core.towers.tokenizers import TokenizedText
-from vlzoo.core.towers.vision import VisionTowerConfig
-from vlzoo.core.weights.hub import WeightSpec
+from vlzoo.core.models import CLIPConfig, DualEncoder
+from vlzoo.core.towers import TextTowerConfig, TokenizedText, VisionTowerConfig
+from vlzoo.core.weights import WeightSpec, load_weights
 
 __all__ = [
     "RadCLIP",
@@ -75,6 +73,8 @@ class RadCLIPConfig(CLIPConfig):
     and `text_projection`). `temperature`: the InfoNCE temperature, fixed (the notebook divides by 0.07 and
     never trains `logit_scale`); None trains `logit_scale` as CLIP does.
     """
+
+    toy_data: ClassVar[str] = "med-toyworld"  # the generated dataset its tiny models train on
 
     lock_text_tower: bool = True
     temperature: float | None = 0.07
@@ -229,6 +229,8 @@ class RadCLIP3DConfig(RadCLIPConfig):
     HU), MR normalization (`"zscore"`, `"percentile"`; with `volume_window=None`) and slice count.
     """
 
+    toy_data: ClassVar[str] = "med-toyworld-3d"  # the generated dataset its tiny models train on
+
     adapter: SliceAdapterConfig = field(default_factory=SliceAdapterConfig)
     image_encoder_model: str = "radclip-vit-l-14"
     image_encoder_weights: str | None = None
@@ -364,7 +366,9 @@ class RadCLIP3D(RadCLIP):
         image_features = self.encode_volume(batch["image"], batch.get("slice_mask"))
         text_features = self.encode_text(batch["text"])
         scale = self.scale()
-        loss = self.loss(image_features, text_features, scale)
+        loss = self.contrastive_loss_of(
+            {"image_features": image_features, "text_features": text_features, "logit_scale": scale}
+        )
         return {
             "image_features": image_features,
             "text_features": text_features,
@@ -384,13 +388,8 @@ class RadCLIP3D(RadCLIP):
         adapter stays as it is. Once loaded, the weights belong to this model, so the config forgets where
         they came from: a saved 3D model reloads without the 2D file.
         """
-        from vlzoo.core.registry import apply_overrides, get_model_config
-        from vlzoo.core.weights.checkpoint import load_weights, resolve_pretrained
-
         name = self.config.image_encoder_model
-        source = resolve_pretrained(name, weights)
-        trained = apply_overrides(get_model_config(name), source.saved_config, where=name)
-        trained = apply_overrides(trained, source.config_overrides, where=name)
+        trained, source = resolve_config(name, pretrained=weights)  # the 2D model's config as trained
         self._check_same_towers(trained, source.label)
         keys = load_weights(self, source, strict=False)
         stray = [k for k in keys["missing"] if not k.startswith("adapter.")] + keys["unexpected"]

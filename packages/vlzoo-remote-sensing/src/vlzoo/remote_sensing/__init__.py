@@ -26,9 +26,21 @@ from vlzoo.remote_sensing.data import (
     write_rs_toyworld,
     write_rs_toyworld_classes,
 )
-from vlzoo.remote_sensing.evaluation import evaluate_rs_retrieval, evaluate_rs_zeroshot, print_rs_table
 
 __version__ = "0.1.0"
+
+_EVALUATION = ("evaluate_rs_retrieval", "evaluate_rs_zeroshot", "print_rs_table")
+
+
+def __getattr__(name: str):
+    # The evaluation module pulls in matplotlib and rich (seconds): imported when asked for, not whenever
+    # the registry discovers this package (every `list_models()`).
+    if name in _EVALUATION:
+        from vlzoo.remote_sensing import evaluation
+
+        return getattr(evaluation, name)
+    raise AttributeError(f"module 'vlzoo.remote_sensing' has no attribute {name!r}")
+
 
 __all__ = [
     "BAND_NAMES",

@@ -25,19 +25,22 @@ from rich.table import Table
 from torch import nn
 from torch.utils.data import Dataset
 
-from vlzoo.core.data import build_source, ensure_generated, infer_data_kind
-from vlzoo.core.data.kinds import get_generated_dataset
+from vlzoo.core import get_tokenizer
+from vlzoo.core.data import build_source, infer_data_kind
 from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.eval import (
+    GalleryImages,
     encode_images,
-    retrieval_metrics,
+    encode_retrieval_set,
+    eval_loader,
+    load_eval_model,
+    resolve_eval_data,
+    save_figure,
     write_json,
     write_report,
     zeroshot_classifier,
     zeroshot_metrics,
 )
-from vlzoo.core.evaluate import encode_retrieval_set, eval_loader
-from vlzoo.core.registry import create_model, get_tokenizer
 from vlzoo.remote_sensing.data import (
     RS_TEMPLATES,
     GeoImage,
@@ -86,36 +89,9 @@ def resolve_rs_data(
     """(path, kind) of a data argument: a generated dataset's name (`rs-toyworld`: written under
     `data_dir`, default `data/<name>`, on first use) or a file. A plain Karpathy JSON is read as
     `rs-karpathy`, which adds the class ids and georeferencing the reports use."""
-    spec = get_generated_dataset(data)
-    if spec is not None:
-        path = ensure_generated(data, data_dir or Path("data") / data, generate)
-        return str(path), spec.kind
-    kind = data_kind or infer_data_kind(data)
-    return data, "rs-karpathy" if kind == "karpathy" else kind
-
-
-def _model(model: str | nn.Module, pretrained: str | None) -> tuple[nn.Module, str]:
-    """The network and the registered name whose preprocessing and tokenizer it uses."""
-    if isinstance(model, nn.Module):
-        name = getattr(model, "vlzoo_name", None)
-        if name is None:
-            raise ConfigError("a model object must come from vlzoo.create_model (it names its preprocessing)")
-        return model.eval(), name
-    return create_model(model, pretrained=pretrained).eval(), model
-
-
-class _Gallery(Sequence):
-    """Display images of a source's records (RGB composites of GeoTIFFs), decoded only when plotted."""
-
-    def __init__(self, source: Dataset):
-        self.source = source
-        self.paths = [str(r.image_path) for r in getattr(source, "records", [])]
-
-    def __len__(self) -> int:
-        return len(self.paths) if self.paths else len(self.source)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return display_image(self.paths[index]) if self.paths else np.asarray(self.source[index]["image"])
+    path = resolve_eval_data(data, data_dir, generate)
+    kind = data_kind or infer_data_kind(path)
+    return path, "rs-karpathy" if kind == "karpathy" else kind
 
 
 def display_image(path: str | Path) -> np.ndarray:
@@ -157,13 +133,6 @@ def rs_table_markdown(results: Mapping[str, Mapping[str, float]]) -> str:
 # ------------------------------------------------------------------------------------------- plots
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
-    return path
-
-
 def plot_scene_map(
     scenes: Sequence[GeoImage | np.ndarray],
     captions: Sequence[str],
@@ -200,7 +169,7 @@ def plot_scene_map(
                 fontsize=9,
                 transform=ax_text.transAxes,
             )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def draw_scene(ax, scene: GeoImage | np.ndarray) -> None:
@@ -238,7 +207,7 @@ def plot_confusion_matrix(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("zero-shot scene classification")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------ retrieval
@@ -247,12 +216,13 @@ def plot_confusion_matrix(
 @torch.inference_mode()
 def evaluate_rs_retrieval(
     model: str | nn.Module,
+    *,
     data: str,
     pretrained: str | None = None,
     split: str = "test",
-    out: str | Path | None = None,
     batch_size: int = 128,
-    workers: int = 0,
+    workers: int = 2,
+    out: str | Path | None = None,
     data_kind: str | None = None,
     data_dir: str | Path | None = None,
     languages: str | Sequence[str] | None = None,
@@ -271,16 +241,9 @@ def evaluate_rs_retrieval(
     path, kind = resolve_rs_data(data, data_kind, data_dir, generate)
     options = {"train": False, "languages": languages}
     source = build_source(path, kind, split, "all", options)
-    net, name = _model(model, pretrained)
+    net, name = load_eval_model(model, pretrained)
     encoded = encode_retrieval_set(net, eval_loader(name, source, batch_size, workers))
-    metrics: dict[str, Any] = dict(
-        retrieval_metrics(encoded.image_features, encoded.text_features, encoded.text_to_image)
-    )
-    metrics.update(
-        images=int(encoded.image_features.shape[0]),
-        captions=int(encoded.text_features.shape[0]),
-        skipped=int(encoded.skipped),
-    )
+    metrics = encoded.metrics()
     title = f"{name} retrieval on {Path(path).name} ({split})"
     print_rs_table({name: metrics}, title=title, console=console)
     if out is not None:
@@ -289,22 +252,19 @@ def evaluate_rs_retrieval(
 
 
 def _write_retrieval_report(out, metrics, title, name, encoded, source, map_scenes) -> None:
-    # The query grid and the map show gallery images by index: only possible when none was skipped.
-    complete = encoded.skipped == 0 and len(_Gallery(source)) == encoded.image_features.shape[0]
+    gallery = GalleryImages.of(source, encoded, display=display_image)
     write_report(
         out,
         metrics,
         title=title,
-        image_features=encoded.image_features,
-        text_features=encoded.text_features,
-        text_to_image=encoded.text_to_image,
-        captions=encoded.captions or None,
-        images=_Gallery(source) if complete else None,
+        images=gallery,
         console=Console(file=io.StringIO()),  # the paper-style table was printed already
+        **encoded.plots(),
     )
     (out / "retrieval_table.md").write_text(f"{title}\n\n" + rs_table_markdown({name: metrics}))
     records = getattr(source, "records", None)
-    if complete and records and map_scenes > 0 and encoded.captions:
+    # The map shows gallery images by index, as the query grid does: only when the gallery is complete.
+    if gallery is not None and records and map_scenes > 0 and encoded.captions:
         n = encoded.image_features.shape[0]
         indices = sorted(set(np.linspace(0, n - 1, min(map_scenes, n)).round().astype(int).tolist()))
         scenes = [_scene(records[i].image_path) for i in indices]
@@ -361,15 +321,16 @@ def _scene_dataset(
 @torch.inference_mode()
 def evaluate_rs_zeroshot(
     model: str | nn.Module,
+    *,
     data: str,
     pretrained: str | None = None,
-    templates: Sequence[str] | None = None,
     split: str = "test",
-    out: str | Path | None = None,
     batch_size: int = 128,
-    workers: int = 0,
+    workers: int = 2,
+    out: str | Path | None = None,
     data_kind: str | None = None,
     data_dir: str | Path | None = None,
+    templates: Sequence[str] | None = None,
     generate: Mapping[str, Any] | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
@@ -381,7 +342,7 @@ def evaluate_rs_zeroshot(
     per-class accuracy, percent); with `out`, also writes `metrics.json` and `confusion_matrix.png`.
     """
     dataset, classnames = _scene_dataset(data, split, data_kind, data_dir, generate)
-    net, name = _model(model, pretrained)
+    net, name = load_eval_model(model, pretrained)
     classifier = zeroshot_classifier(net, get_tokenizer(name), classnames, list(templates or RS_TEMPLATES))
     encoded = encode_images(net, eval_loader(name, dataset, batch_size, workers, captions=False))
     if encoded.labels is None:

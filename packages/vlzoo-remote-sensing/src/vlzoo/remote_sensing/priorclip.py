@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import timm
 import torch
@@ -33,14 +33,13 @@ import torch.nn.functional as F
 from timm.models import checkpoint_seq
 from torch import nn
 
+from vlzoo.core import register_model
 from vlzoo.core.data import build_transform
 from vlzoo.core.errors import ConfigError, WeightsError
-from vlzoo.core.losses import ClipLoss, DistributedLossBase, check_feature_pair, check_scalar_tensor
-from vlzoo.core.registry import register_model
-from vlzoo.core.towers.text import TextTower, TextTowerConfig
-from vlzoo.core.towers.tokenizers import TokenizedText
-from vlzoo.core.towers.vision import VisionTower, VisionTowerConfig
-from vlzoo.core.weights.io import load_state_dict
+from vlzoo.core.losses import ClipLoss, DistributedLossBase
+from vlzoo.core.models import DualEncoderFaces
+from vlzoo.core.towers import TextTower, TextTowerConfig, TokenizedText, VisionTower, VisionTowerConfig
+from vlzoo.core.weights import load_state_dict
 from vlzoo.remote_sensing.data.toyworld import rs_toyworld_band_stats
 from vlzoo.remote_sensing.data.transforms import geo_transform
 
@@ -133,6 +132,10 @@ class PriorCLIPConfig:
     attribution_weight: float = 1.0  # the paper adds the attribution loss 1:1; 0 trains CLIP's loss only
     separate_attribution_scale: bool = False
     per_sample_centres: bool = True
+    # A sigmoid contrastive loss (a recipe's `loss: {name: siglip}`) needs a learnable bias, e.g. -10.
+    init_logit_bias: float | None = None
+
+    toy_data: ClassVar[str] = "rs-toyworld"
 
     def build(self) -> PriorCLIP:
         return PriorCLIP(self)
@@ -395,6 +398,8 @@ class AttributionLoss(DistributedLossBase):
     (`local_loss`) or all of them, with the semantics of :mod:`vlzoo.core.losses.contrastive`.
     """
 
+    output_key: ClassVar[str] = "attribution_loss"
+
     def __init__(
         self,
         local_loss: bool = False,
@@ -417,8 +422,7 @@ class AttributionLoss(DistributedLossBase):
         logit_scale: torch.Tensor,
         output_dict: bool = False,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
-        check_feature_pair(image_features, text_features, finite=self.check_inputs)
-        scale = check_scalar_tensor(logit_scale, "logit_scale", self.check_inputs)
+        scale = self.checked_inputs(image_features, text_features, logit_scale)
         batch = image_features.shape[0]
         if not torch.is_tensor(class_ids) or class_ids.shape != (batch,) or class_ids.is_floating_point():
             shape = tuple(class_ids.shape) if torch.is_tensor(class_ids) else type(class_ids).__name__
@@ -439,7 +443,7 @@ class AttributionLoss(DistributedLossBase):
             _centre_cross_entropy((scale * rows_i) @ text_centres.T, targets, log_counts)
             + _centre_cross_entropy((scale * rows_t) @ image_centres.T, targets, log_counts)
         )
-        return {"attribution_loss": loss} if output_dict else loss
+        return self.result(loss, output_dict)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, per_sample_centres={self.per_sample_centres}"
@@ -456,16 +460,20 @@ def _centre_cross_entropy(
 # ------------------------------------------------------------------------------------------ model
 
 
-class PriorCLIP(nn.Module):
+class PriorCLIP(DualEncoderFaces, nn.Module):
     """Prior encoder, image and text encoders of either setting, CLIP + attribution losses.
 
     Faces: `encode_image`, `encode_text` (L2-normalized by default), `forward(images, text)` → features and
-    temperature, `forward(batch)` → also `"loss"`, `"contrastive_loss"`, `"attribution_loss"`.
+    temperature, `forward(batch)` → also `"loss"`, `"contrastive_loss"`, `"attribution_loss"`. The faces it
+    shares with the core's `DualEncoder` (forward, `set_loss` replacing the contrastive part, locking,
+    checkpointing) come from `DualEncoderFaces`.
 
     The contrastive loss is CLIP's (core `ClipLoss`, one positive per row, exact under DDP); PIR's code
     also counts other captions of the same image in the batch as positives, which only differs when a
     batch holds an image twice (`captions: each`).
     """
+
+    loss_attribute: ClassVar[str] = "contrastive_loss"
 
     def __init__(self, cfg: PriorCLIPConfig):
         super().__init__()
@@ -487,6 +495,11 @@ class PriorCLIP(nn.Module):
         self.attribution_logit_scale = (
             nn.Parameter(torch.tensor(float(cfg.init_logit_scale)))
             if cfg.separate_attribution_scale
+            else None
+        )
+        self.logit_bias = (
+            nn.Parameter(torch.tensor(float(cfg.init_logit_bias)))
+            if cfg.init_logit_bias is not None
             else None
         )
         # Exact under DDP: each rank takes its rows against the gathered batch, gradients flow back.
@@ -512,11 +525,11 @@ class PriorCLIP(nn.Module):
             refined = self.temporal(self.text.head(tokens), padding=mask == 0)
             # read the refined state where the tower pools ([CLS] for BERT, end-of-text for CLIP)
             ids = text.input_ids if isinstance(text, TokenizedText) else text
-            features = features + self.temporal.head(self.text._pool(refined, ids, mask))
+            features = features + self.temporal.head(self.text.pool_tokens(refined, ids, mask))
         return F.normalize(features, dim=-1) if normalize else features
 
-    def scale(self) -> torch.Tensor:
-        return self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
+    def image_tower(self) -> VisionTower:
+        return self.visual if isinstance(self.visual, VisionTower) else self.visual.tower
 
     def attribution_scale(self) -> torch.Tensor:
         if self.attribution_logit_scale is None:
@@ -524,27 +537,12 @@ class PriorCLIP(nn.Module):
         return self.attribution_logit_scale.exp().clamp(max=self.config.max_logit_scale)
 
     # ----------------------------------------------------------------------------------- forward
-    def forward(
-        self,
-        images: torch.Tensor | Mapping[str, Any] | None = None,
-        text: TokenizedText | torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Features and temperature of `(images, text)`; given a training batch dict, also the losses."""
-        if isinstance(images, Mapping):
-            return self.forward_batch(images)
-        out: dict[str, torch.Tensor] = {"logit_scale": self.scale()}
-        if images is not None:
-            out["image_features"] = self.encode_image(images)
-        if text is not None:
-            out["text_features"] = self.encode_text(text)
-        return out
-
     def forward_batch(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         weight = self.config.attribution_weight
         class_ids = self._class_ids(batch) if weight else None
         out = self(batch["image"], batch["text"])
         image_features, text_features = out["image_features"], out["text_features"]
-        contrastive = self.contrastive_loss(image_features, text_features, out["logit_scale"])
+        contrastive = self.contrastive_loss_of(out)
         out["contrastive_loss"] = contrastive
         out["loss"] = contrastive
         if class_ids is not None:
@@ -570,21 +568,9 @@ class PriorCLIP(nn.Module):
         return class_ids
 
     # ------------------------------------------------------------------------------ training aids
-    def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
-        tower = self.visual if isinstance(self.visual, VisionTower) else self.visual.tower
-        tower.lock(unlocked_groups=unlocked_groups, freeze_bn_stats=freeze_bn_stats)
-
-    def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
-        self.text.lock(unlocked_layers=unlocked_layers, freeze_layer_norm=freeze_layer_norm)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        tower = self.visual if isinstance(self.visual, VisionTower) else self.visual.tower
-        tower.set_grad_checkpointing(enable)
-        self.text.set_grad_checkpointing(enable)
-
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        return {"logit_scale", "attribution_logit_scale"}
+        return {"logit_scale", "attribution_logit_scale", "logit_bias"}
 
 
 # -------------------------------------------------------------------------------------- registry

@@ -39,21 +39,20 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2 as T
 
-from vlzoo.core.data.transforms import build_transform
+from vlzoo.core import register_model
+from vlzoo.core.data import build_transform
 from vlzoo.core.distributed import is_distributed
 from vlzoo.core.errors import ConfigError, DataError, WeightsError
-from vlzoo.core.models.dual_encoder import CLIPConfig, DualEncoder
-from vlzoo.core.registry import register_model
-from vlzoo.core.towers.text import TextTowerConfig
-from vlzoo.core.towers.vision import VisionTowerConfig
-from vlzoo.core.weights import WeightSpec, from_open_clip, register_converter
+from vlzoo.core.models import CLIPConfig, DualEncoder
+from vlzoo.core.towers import TextTowerConfig, VisionTowerConfig
+from vlzoo.core.weights import WeightSpec, from_open_clip, model_label, register_converter
 from vlzoo.remote_sensing.data.toyworld import rs_toyworld_band_stats
 from vlzoo.remote_sensing.data.transforms import geo_transform
 
@@ -112,6 +111,8 @@ class MultiCropConfig:
 @dataclass
 class RSMCLIPConfig(CLIPConfig):
     """`CLIPConfig` plus the self-distillation head, its loss and the multi-crop views it is trained on."""
+
+    toy_data: ClassVar[str] = "rs-toyworld"  # the generated dataset its tiny models train on
 
     distill: SelfDistillConfig = field(default_factory=SelfDistillConfig)
     crops: MultiCropConfig = field(default_factory=MultiCropConfig)
@@ -429,11 +430,9 @@ class RSMCLIP(DualEncoder):
             "text_features": text_features,
             "logit_scale": self.scale(),
         }
-        extra = ()
         if self.logit_bias is not None:
             out["logit_bias"] = self.logit_bias
-            extra = (self.logit_bias,)
-        contrastive = self.loss(image_features, text_features, out["logit_scale"], *extra)
+        contrastive = self.contrastive_loss_of(out)
         teacher_logits = self._teacher(globals_)
         distill = self.dino_loss(student_logits, teacher_logits, self.teacher_temp)
         if self.training:  # the centre follows the training batches only
@@ -488,7 +487,7 @@ def _sync_teacher_if_missing(module: RSMCLIP, incompatible: Any) -> None:
 _HF_BUFFERS = re.compile(r"\.(position_ids|token_type_ids)$")  # index buffers some transformers versions save
 
 
-def from_open_clip_hf_text(state_dict: Mapping[str, torch.Tensor], model_name: str | None = None) -> dict:
+def from_open_clip_hf_text(state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None) -> dict:
     """open_clip `CustomTextCLIP` weights with a transformers text tower (`xlm-roberta-base-ViT-B-32` and
     its fine-tunes: `visual.*`, `text.transformer.*`, `text.proj.*`, `logit_scale`) → vlzoo keys.
 
@@ -500,13 +499,13 @@ def from_open_clip_hf_text(state_dict: Mapping[str, torch.Tensor], model_name: s
     if not any(k.startswith("text.transformer.") for k in sd) or not any(k.startswith("visual.") for k in sd):
         raise WeightsError(
             f"not an open_clip checkpoint with a transformers text tower (no text.transformer.* / visual.*): "
-            f"{model_name}"
+            f"{model_label(model, 'RS-M-CLIP')}"
         )
     visual = {k: v for k, v in sd.items() if k.startswith("visual.") or k in ("logit_scale", "logit_bias")}
     # The core converter recognizes open_clip by CLIP's token embedding, which this layout lacks: lend it
     # a placeholder and drop what it makes of it.
     visual["token_embedding.weight"] = torch.empty(0)
-    out = {k: v for k, v in from_open_clip(visual, model_name).items() if not k.startswith("text.")}
+    out = {k: v for k, v in from_open_clip(visual, model).items() if not k.startswith("text.")}
     for key, value in sd.items():
         if key.startswith("text.transformer."):
             if not _HF_BUFFERS.search(key):
@@ -515,7 +514,7 @@ def from_open_clip_hf_text(state_dict: Mapping[str, torch.Tensor], model_name: s
             out["text.head." + key.removeprefix("text.proj.")] = value
         elif not (key.startswith("visual.") or key in ("logit_scale", "logit_bias")):
             raise WeightsError(
-                f"open_clip key {key!r} has no counterpart in vlzoo's {model_name or 'RS-M-CLIP'}"
+                f"open_clip key {key!r} has no counterpart in vlzoo's {model_label(model, 'RS-M-CLIP')}"
             )
     return out
 

@@ -5,7 +5,7 @@ A *kind* turns a path into a map-style or iterable dataset of sample dicts: the 
 `register_data_kind`. A *generated dataset* (`toyworld`, a domain's `rs-toyworld`) is a name instead of a
 path: its writer runs once under the datamodule's `data_dir` and the file it writes is then read with its
 kind. Domains register both when their `vlzoo.models` entry point is imported, so lookups discover plugins
-first.
+first. A name belongs to the module that registered it first (`plugins.register_unique`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from vlzoo.core.data.shards import ShardSource
+from vlzoo.core.data.sources import CsvPairs, JsonlPairs, KarpathySplits
+from vlzoo.core.data.toyworld import write_toyworld
 from vlzoo.core.errors import ConfigError
+from vlzoo.core.plugins import discover_plugins, owner_of, register_unique
 
 # build(path, split, captions, options) -> Dataset. `captions` is "all" when evaluating (every caption of
 # an image), else the training mode ("random" / "each"); `options` holds the datamodule's arguments
@@ -31,6 +35,7 @@ class DataKind:
     build: SourceBuilder
     suffixes: tuple[str, ...] = ()
     has_splits: bool = False  # one file holds train/val/test (Karpathy JSON): evaluation defaults to it
+    owner: str = ""  # the module that registered it; another module may not take the name
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class GeneratedDataset:
     write: Callable[..., Any]
     filename: str
     kind: str = "karpathy"
+    owner: str = ""
 
 
 _KINDS: dict[str, DataKind] = {}
@@ -53,37 +59,33 @@ def register_data_kind(
 ) -> None:
     """Read data of kind `name` (and, with `data_kind: auto`, files ending in one of `suffixes`) with
     `build(path, split, captions, options)`. `has_splits`: one file holds every split, so validation and
-    test default to the training file. A later registration of the same name replaces the earlier."""
-    _KINDS[name] = DataKind(name, build, tuple(s.lower() for s in suffixes), has_splits)
+    test default to the training file. Another module's name is refused with a `ConfigError`."""
+    kind = DataKind(name, build, tuple(s.lower() for s in suffixes), has_splits, owner_of(build))
+    register_unique(_KINDS, name, kind, what="data kind")
 
 
 def register_generated_dataset(
     name: str, write: Callable[..., Any], filename: str, kind: str = "karpathy"
 ) -> None:
     """`data: <name>` runs `write(data_dir, **generate)` once (when `data_dir/filename` is missing) and reads
-    `data_dir/filename` as data of `kind`."""
-    _GENERATED[name] = GeneratedDataset(name, write, filename, kind)
-
-
-def _discover() -> None:
-    from vlzoo.core.registry import discover_plugins
-
-    discover_plugins()
+    `data_dir/filename` as data of `kind`. Another module's name is refused with a `ConfigError`."""
+    dataset = GeneratedDataset(name, write, filename, kind, owner_of(write))
+    register_unique(_GENERATED, name, dataset, what="generated dataset")
 
 
 def data_kinds() -> list[str]:
-    _discover()
+    discover_plugins()
     return sorted(_KINDS)
 
 
 def generated_datasets() -> list[str]:
-    _discover()
+    discover_plugins()
     return sorted(_GENERATED)
 
 
 def get_data_kind(name: str) -> DataKind:
     if name not in _KINDS:
-        _discover()
+        discover_plugins()
     if name not in _KINDS:
         raise ConfigError(f"unknown data kind {name!r}; the kinds are {sorted(_KINDS)}")
     return _KINDS[name]
@@ -91,7 +93,7 @@ def get_data_kind(name: str) -> DataKind:
 
 def get_generated_dataset(name: str) -> GeneratedDataset | None:
     if name not in _GENERATED:
-        _discover()
+        discover_plugins()
     return _GENERATED.get(name)
 
 
@@ -132,8 +134,6 @@ def ensure_generated(name: str, data_dir: str | Path, options: Mapping[str, Any]
 
 def _csv(sep: str) -> SourceBuilder:
     def build(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
-        from vlzoo.core.data.sources import CsvPairs
-
         return CsvPairs(
             path,
             img_key=options.get("img_key") or "filepath",
@@ -145,8 +145,6 @@ def _csv(sep: str) -> SourceBuilder:
 
 
 def _jsonl(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
-    from vlzoo.core.data.sources import JsonlPairs
-
     return JsonlPairs(
         path,
         img_key=options.get("img_key") or "image",
@@ -156,14 +154,10 @@ def _jsonl(path: str, split: str, captions: str, options: Mapping[str, Any]) -> 
 
 
 def _karpathy(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
-    from vlzoo.core.data.sources import KarpathySplits
-
     return KarpathySplits(path, split=split, captions=captions)  # type: ignore[arg-type]
 
 
 def _webdataset(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
-    from vlzoo.core.data.shards import ShardSource
-
     train = bool(options.get("train", captions != "all"))
     epoch_length = options.get("epoch_length")
     return ShardSource(
@@ -176,15 +170,9 @@ def _webdataset(path: str, split: str, captions: str, options: Mapping[str, Any]
     )
 
 
-def _write_toyworld(out_dir: str | Path, **kwargs: Any) -> Path:
-    from vlzoo.core.data.toyworld import write_toyworld
-
-    return write_toyworld(out_dir, **kwargs)
-
-
 register_data_kind("csv", _csv(","), suffixes=(".csv",))
 register_data_kind("tsv", _csv("\t"), suffixes=(".tsv",))
 register_data_kind("jsonl", _jsonl, suffixes=(".jsonl",))
 register_data_kind("karpathy", _karpathy, suffixes=(".json",), has_splits=True)
 register_data_kind("webdataset", _webdataset)
-register_generated_dataset("toyworld", _write_toyworld, "toyworld.json", kind="karpathy")
+register_generated_dataset("toyworld", write_toyworld, "toyworld.json", kind="karpathy")

@@ -348,7 +348,7 @@ def decode_shard_sample(members: dict[str, bytes], key: str, shard: str) -> Samp
     try:
         meta = json.loads(members["json"]) if "json" in members else {}
         if not isinstance(meta, dict):
-            raise ValueError("the .json member is not an object")
+            raise DataError("the .json member is not an object")
         sample_id = meta.get("id", key)
     except (ValueError, UnicodeDecodeError) as err:
         return skip_marker(key, where, f"bad .json member: {_reason(err)}")

@@ -29,6 +29,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vlzoo.core.errors import DataError
+from vlzoo.core.plugins import register_unique
 
 Sample = dict[str, Any]
 ImageDecoder = Callable[[bytes | str | os.PathLike, str], Any]
@@ -57,6 +58,8 @@ def _decode_pil(data: bytes | str | os.PathLike, name: str) -> Image.Image:
         return img.convert("RGB")
 
 
+# Only the decoders domains add: PIL is the fallback for every other extension, so it owns none and a domain
+# may take `.tif` for its multi-band reader.
 _DECODERS: dict[str, ImageDecoder] = {}
 
 
@@ -64,25 +67,21 @@ def register_image_decoder(extension: str, decoder: ImageDecoder) -> None:
     """Decode files ending in `extension` (e.g. `".tif"`) with `decoder(path_or_bytes, name)`.
 
     Domain packages register here what PIL can't read well, e.g. a multi-band GeoTIFF decoder returning a
-    `[H, W, C]` array; the last registration for an extension wins.
+    `[H, W, C]` array. An extension another module's decoder has is refused (`plugins.register_unique`).
     """
     ext = extension.lower() if extension.startswith(".") else f".{extension.lower()}"  # ".nii.gz" works too
-    _DECODERS[ext] = decoder
+    register_unique(_DECODERS, ext, decoder, what="image decoder for")
 
 
 def decode_image(data: bytes | str | os.PathLike, name: str | os.PathLike) -> Any:
     """Decode an image file (path) or its bytes; `name` carries the extension that picks the decoder (the
-    longest registered one: `.nii.gz` before `.gz`)."""
+    longest registered one: `.nii.gz` before `.gz`; PIL when none is registered)."""
     suffixes = [s.lower() for s in Path(name).suffixes]
     for i in range(len(suffixes)):
         decoder = _DECODERS.get("".join(suffixes[i:]))
         if decoder is not None:
             return decoder(data, str(name))
     return _decode_pil(data, str(name))
-
-
-for _ext in IMAGE_EXTENSIONS:
-    register_image_decoder(_ext, _decode_pil)
 
 
 # --------------------------------------------------------------------------------------------- markers

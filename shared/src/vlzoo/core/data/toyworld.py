@@ -19,7 +19,6 @@ Scene records are the ground truth: `objects[0] <relation> objects[1]`, centres 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import zlib
@@ -34,6 +33,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vlzoo.core.data.karpathy import write_karpathy_json
 from vlzoo.core.data.sources import CaptionMode, Sample, is_skipped
 from vlzoo.core.errors import DataError
 
@@ -308,7 +308,6 @@ def write_toyworld(
     JSON's path. Identical arguments give identical files."""
     root = Path(root)
     images: list[dict[str, Any]] = []
-    sentid = 0
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         if n <= 0:
             continue
@@ -318,26 +317,17 @@ def write_toyworld(
             pixels, scene, texts = world.generate(i)
             filename = f"{i:06d}.png"
             Image.fromarray(pixels).save(root / split / filename)
-            imgid = f"{split}/{i:06d}"
-            sentences = [
-                {"raw": t, "tokens": t.split(), "imgid": imgid, "sentid": sentid + j}
-                for j, t in enumerate(texts)
-            ]
             images.append(
                 {
                     "filepath": split,
                     "filename": filename,
                     "split": split,
-                    "imgid": imgid,
-                    "sentids": [s["sentid"] for s in sentences],
-                    "sentences": sentences,
+                    "imgid": f"{split}/{i:06d}",
+                    "captions": texts,
                     "scene": scene.to_dict(),
                 }
             )
-            sentid += len(texts)
-    path = root / "toyworld.json"
-    path.write_text(json.dumps({"dataset": "toyworld", "images": images}))
-    return path
+    return write_karpathy_json(root / "toyworld.json", images, "toyworld")
 
 
 ClassLabel = Literal["shape", "colour_shape"]

@@ -30,7 +30,7 @@ def image_transform(
     right. Eval: resize the short side, center crop, as CLIP's evaluation does.
     """
     if cfg.interpolation not in _INTERPOLATIONS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown interpolation {cfg.interpolation!r}; choose one of {sorted(_INTERPOLATIONS)}"
         )
     mode = _INTERPOLATIONS[cfg.interpolation]

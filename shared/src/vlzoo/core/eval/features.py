@@ -14,14 +14,22 @@ import torch
 import torch.nn.functional as F
 
 from vlzoo.core.errors import ConfigError, DataError
+from vlzoo.core.eval.retrieval import retrieval_metrics
 
-__all__ = ["EncodedImages", "encode_images", "encode_texts", "retrieval_features"]
+__all__ = [
+    "EncodedImages",
+    "EncodedRetrievalSet",
+    "encode_images",
+    "encode_pair_batch",
+    "encode_retrieval_set",
+    "encode_texts",
+]
 
 
-def retrieval_features(model: torch.nn.Module, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_pair_batch(model: torch.nn.Module, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
     """(image features, text features) of an evaluation batch: the model's own `retrieval_features(batch)`
-    when it has one (a volume encoder, a fusion model's uni-modal paths), else `encode_image(batch["image"])`
-    and `encode_text(batch["text"])`."""
+    face when it has one (a volume encoder, a fusion model's uni-modal paths), else
+    `encode_image(batch["image"])` and `encode_text(batch["text"])`."""
     own = getattr(model, "retrieval_features", None)
     if callable(own):
         return own(batch)
@@ -149,3 +157,57 @@ def encode_texts(
             for i in range(0, len(texts), batch_size)
         ]
     return torch.cat(parts)
+
+
+@dataclass
+class EncodedRetrievalSet:
+    """A retrieval set encoded: images, every caption, caption → image index, and how many samples were
+    skipped (unreadable files, dropped by the collator)."""
+
+    image_features: torch.Tensor
+    text_features: torch.Tensor
+    text_to_image: torch.Tensor
+    captions: list[str]
+    skipped: int
+
+    def metrics(self, **options) -> dict[str, object]:
+        """`retrieval_metrics(**options)` plus the counts every retrieval report carries: images, captions
+        and skipped samples."""
+        metrics = dict(
+            retrieval_metrics(self.image_features, self.text_features, self.text_to_image, **options)
+        )
+        metrics.update(
+            images=int(self.image_features.shape[0]),
+            captions=int(self.text_features.shape[0]),
+            skipped=int(self.skipped),
+        )
+        return metrics
+
+    def plots(self) -> dict[str, object]:
+        """The keywords of `write_report` (and `report`) that draw the retrieval plots."""
+        return {
+            "image_features": self.image_features,
+            "text_features": self.text_features,
+            "text_to_image": self.text_to_image,
+            "captions": self.captions or None,
+        }
+
+
+@torch.inference_mode()
+def encode_retrieval_set(model: torch.nn.Module, loader: Iterable[Mapping]) -> EncodedRetrievalSet:
+    """Encode every image and caption of `loader` (batches of `ImageTextCollator(captions="all")`) with
+    `encode_pair_batch`; caption owners are re-indexed into the whole gallery."""
+    images, texts, owners, captions, offset, skipped = [], [], [], [], 0, 0
+    for batch in loader:
+        skipped += len(batch.get("skipped", ()))
+        if len(batch["image"]) == 0:
+            continue
+        image_features, text_features = encode_pair_batch(model, batch)
+        images.append(image_features)
+        texts.append(text_features)
+        owners.append(batch.get("text_to_image", torch.arange(len(batch["image"]))) + offset)
+        captions.extend(batch.get("captions", []))
+        offset += len(batch["image"])
+    if not images:
+        raise DataError(f"no readable sample to encode ({skipped} skipped)")
+    return EncodedRetrievalSet(torch.cat(images), torch.cat(texts), torch.cat(owners), captions, skipped)

@@ -30,6 +30,8 @@ __all__ = [
     "plot_recall_curves",
     "plot_similarity_heatmap",
     "print_table",
+    "report_metrics",
+    "save_figure",
     "to_jsonable",
     "write_json",
     "write_report",
@@ -117,7 +119,9 @@ def print_table(
     return table
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Writes ``fig`` as a PNG at ``path`` (parents created) and returns the path: every report plot of the
+    core and the domains goes through here, so they share one size and format."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
@@ -147,7 +151,7 @@ def plot_recall_curves(
     ax.set_title(f"Recall@K: {image_features.shape[0]} images, {text_features.shape[0]} captions")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_similarity_heatmap(
@@ -191,7 +195,7 @@ def plot_similarity_heatmap(
     if len(owners) <= 40:
         ax.set_xticks(range(len(owners)), [str(c) for c in captions.tolist()], rotation=90, fontsize=7)
     ax.set_title(f"Image-caption similarity, first {n} images")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _as_display_array(image) -> np.ndarray:
@@ -266,7 +270,7 @@ def plot_query_grid(
                 if hit:
                     spine.set_edgecolor(_HIT_COLOR)
                     spine.set_linewidth(5)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_report(
@@ -307,3 +311,18 @@ def write_report(
             captions, images, image_features, text_features, text_to_image, out / "query_grid.png"
         )
     return paths
+
+
+def report_metrics(
+    metrics: Mapping[str, object],
+    title: str = "Evaluation",
+    out: str | os.PathLike | None = None,
+    console: Console | None = None,
+    **plots,
+) -> dict[str, Path]:
+    """The end of every evaluation runner: with ``out``, `write_report` there (``plots`` are its plot
+    keywords, e.g. ``EncodedRetrievalSet.plots()``); without, only the table. Returns the written paths."""
+    if out is None:
+        print_table(metrics, title=title, console=console)
+        return {}
+    return write_report(out, metrics, title=title, console=console, **plots)

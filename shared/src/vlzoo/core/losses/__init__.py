@@ -6,7 +6,9 @@ ranks themselves; see :mod:`vlzoo.core.losses.contrastive` for the exact distrib
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -16,6 +18,7 @@ from vlzoo.core.losses.contrastive import (
     ClipLoss,
     DistributedLossBase,
     MultiPositiveClipLoss,
+    PairRows,
     check_feature_pair,
     check_finite,
     check_scalar_tensor,
@@ -32,6 +35,7 @@ __all__ = [
     "DistributedLossBase",
     "FilipLoss",
     "MultiPositiveClipLoss",
+    "PairRows",
     "SigLipLoss",
     "build_loss",
     "check_feature_pair",
@@ -39,17 +43,49 @@ __all__ = [
     "check_scalar_tensor",
     "chunked_cross_entropy",
     "late_interaction_similarity",
+    "register_loss",
 ]
 
-# Names a config can refer to (e.g. CLIPConfig.loss, the trainer's `loss: {name: ...}`).
-LOSSES: dict[str, type[nn.Module]] = {
-    "clip": ClipLoss,
-    "chunked_clip": ChunkedClipLoss,
-    "siglip": SigLipLoss,
-    "multi_positive_clip": MultiPositiveClipLoss,
-    "filip": FilipLoss,
-    "distill": DistillationLoss,
-}
+LossClass = TypeVar("LossClass", bound=type[nn.Module])
+
+_LOSSES: dict[str, type[nn.Module]] = {}
+# Names a config can refer to (e.g. CLIPConfig.loss, the trainer's `loss: {name: ...}`); read-only, a domain
+# adds its own with `register_loss`.
+LOSSES: Mapping[str, type[nn.Module]] = MappingProxyType(_LOSSES)
+
+
+def register_loss(name: str, cls: LossClass | None = None) -> LossClass | Callable[[LossClass], LossClass]:
+    """Make loss class `cls` buildable as `name` (`build_loss(name, ...)`, a recipe's `loss: {name: ...}`).
+
+    Use as `register_loss("name", Cls)` or `@register_loss("name")`. A name is owned by the module that
+    defines its class: another module registering it again is refused, naming both; the same module
+    registering it again (a reload) replaces it.
+    """
+
+    def add(loss_cls: LossClass) -> LossClass:
+        if not (isinstance(loss_cls, type) and issubclass(loss_cls, nn.Module)):
+            raise ConfigError(f"register_loss({name!r}): {loss_cls!r} is not an nn.Module class")
+        previous = _LOSSES.get(name)
+        if previous is not None and previous.__module__ != loss_cls.__module__:
+            raise ConfigError(
+                f"loss {name!r} is registered twice: by {previous.__module__} ({previous.__name__}) and by "
+                f"{loss_cls.__module__} ({loss_cls.__name__})"
+            )
+        _LOSSES[name] = loss_cls
+        return loss_cls
+
+    return add if cls is None else add(cls)
+
+
+for _name, _cls in (
+    ("clip", ClipLoss),
+    ("chunked_clip", ChunkedClipLoss),
+    ("siglip", SigLipLoss),
+    ("multi_positive_clip", MultiPositiveClipLoss),
+    ("filip", FilipLoss),
+    ("distill", DistillationLoss),
+):
+    register_loss(_name, _cls)
 
 
 def build_loss(name: str, **kwargs: Any) -> nn.Module:

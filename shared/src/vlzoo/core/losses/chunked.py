@@ -11,11 +11,7 @@ from __future__ import annotations
 import torch
 
 from vlzoo.core.errors import ConfigError
-from vlzoo.core.losses.contrastive import (
-    DistributedLossBase,
-    check_feature_pair,
-    check_scalar_tensor,
-)
+from vlzoo.core.losses.contrastive import DistributedLossBase
 
 __all__ = ["ChunkedClipLoss", "chunked_cross_entropy"]
 
@@ -169,23 +165,16 @@ class ChunkedClipLoss(DistributedLossBase):
         output_dict: bool = False,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Loss of paired ``image_features`` [b, D] and ``text_features`` [b, D]."""
-        check_feature_pair(image_features, text_features, finite=self.check_inputs)
-        scale = check_scalar_tensor(logit_scale, "logit_scale", self.check_inputs)
-        rank, world_size = self.resolve_world()
-        images, texts = image_features, text_features
-        all_images, all_texts, offset = images, texts, 0
-        if world_size > 1:
-            all_images, all_texts = self.gather(images), self.gather(texts)
-            if self.local_loss:
-                offset = rank * images.shape[0]
-            else:
-                images, texts = all_images, all_texts
+        scale = self.checked_inputs(image_features, text_features, logit_scale)
+        rows = self.pair_rows(image_features, text_features, *self.resolve_world())
 
-        def direction(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-            return chunked_cross_entropy(rows, cols, scale, offset, self.chunk_size, self.label_smoothing)
+        def direction(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+            return chunked_cross_entropy(
+                queries, keys, scale, rows.offset, self.chunk_size, self.label_smoothing
+            )
 
-        loss = 0.5 * (direction(images, all_texts) + direction(texts, all_images))
-        return {"contrastive_loss": loss} if output_dict else loss
+        loss = 0.5 * (direction(rows.images, rows.all_texts) + direction(rows.texts, rows.all_images))
+        return self.result(loss, output_dict)
 
     def extra_repr(self) -> str:
         return f"chunk_size={self.chunk_size}, {super().extra_repr()}, label_smoothing={self.label_smoothing}"

@@ -20,6 +20,8 @@ other ranks compute for this rank's features are dropped, which is cheaper but n
 
 from __future__ import annotations
 
+from typing import ClassVar, NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,7 +31,9 @@ from vlzoo.core.errors import ConfigError
 
 __all__ = [
     "ClipLoss",
+    "DistributedLossBase",
     "MultiPositiveClipLoss",
+    "PairRows",
     "check_feature_pair",
     "check_finite",
     "check_scalar_tensor",
@@ -95,12 +99,27 @@ def check_feature_pair(
 # --------------------------------------------------------------------------------------- distributed
 
 
+class PairRows(NamedTuple):
+    """What one rank contrasts: its ``images`` / ``texts`` rows (its own with ``local_loss``, else the
+    gathered ones), the columns ``all_images`` / ``all_texts``, and where its positives start (``offset``)."""
+
+    images: torch.Tensor
+    texts: torch.Tensor
+    all_images: torch.Tensor
+    all_texts: torch.Tensor
+    offset: int
+    local: bool  # rows are this rank's own, columns the global batch
+
+
 class DistributedLossBase(nn.Module):
-    """Holds the distributed options shared by the CLIP-style losses.
+    """Holds the distributed options shared by the CLIP-style losses, and the prologue and tail every one of
+    them runs: input checks, world, gather, this rank's rows, the ``output_dict`` result.
 
     ``rank`` / ``world_size`` left as None are read from ``torch.distributed`` at every call, so a
     loss built before ``init_process_group`` still does the right thing.
     """
+
+    output_key: ClassVar[str] = "contrastive_loss"  # the key of ``forward(..., output_dict=True)``
 
     def __init__(
         self,
@@ -142,6 +161,32 @@ class DistributedLossBase(nn.Module):
         """All-gather ``tensor`` over the loss's process group (differentiable if configured)."""
         with_grad = self.gather_with_grad if with_grad is None else with_grad
         return all_gather_features(tensor, with_grad=with_grad, group=self.group)
+
+    # ------------------------------------------------------------------- the shared prologue and tail
+    def checked_scalar(self, value: object, name: str) -> torch.Tensor:
+        """``value`` as a 0-dim tensor (see :func:`check_scalar_tensor`), finite when inputs are checked."""
+        return check_scalar_tensor(value, name, self.check_inputs)
+
+    def checked_inputs(
+        self, image: torch.Tensor, text: torch.Tensor, logit_scale: object, **pair_checks: object
+    ) -> torch.Tensor:
+        """Check the features (:func:`check_feature_pair` with ``pair_checks``); returns the checked scale."""
+        check_feature_pair(image, text, finite=self.check_inputs, **pair_checks)
+        return self.checked_scalar(logit_scale, "logit_scale")
+
+    def pair_rows(self, images: torch.Tensor, texts: torch.Tensor, rank: int, world_size: int) -> PairRows:
+        """Gather both modalities (when distributed) and pick this rank's rows: its own with
+        ``local_loss`` (positives from ``rank * b``), else the whole gathered batch."""
+        if world_size == 1:
+            return PairRows(images, texts, images, texts, 0, False)
+        all_images, all_texts = self.gather(images), self.gather(texts)
+        if self.local_loss:
+            return PairRows(images, texts, all_images, all_texts, rank * images.shape[0], True)
+        return PairRows(all_images, all_texts, all_images, all_texts, 0, False)
+
+    def result(self, loss: torch.Tensor, output_dict: bool) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The loss, or ``{output_key: loss}`` when ``output_dict``."""
+        return {self.output_key: loss} if output_dict else loss
 
     def extra_repr(self) -> str:
         return (
@@ -225,25 +270,18 @@ class ClipLoss(DistributedLossBase):
         output_dict: bool = False,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Loss of paired ``image_features`` [b, D] and ``text_features`` [b, D]."""
-        check_feature_pair(image_features, text_features, finite=self.check_inputs)
-        scale = check_scalar_tensor(logit_scale, "logit_scale", self.check_inputs)
-        rank, world_size = self.resolve_world()
+        scale = self.checked_inputs(image_features, text_features, logit_scale)
+        rows = self.pair_rows(image_features, text_features, *self.resolve_world())
         eps = self.label_smoothing
         # Scaling the [b, D] operand before the matmul is cheaper than scaling the [b, B] logits.
-        if world_size == 1:
-            loss = symmetric_clip_loss((scale * image_features) @ text_features.T, eps)
+        if rows.local:
+            loss = 0.5 * (
+                rows_clip_loss((scale * rows.images) @ rows.all_texts.T, rows.offset, eps)
+                + rows_clip_loss((scale * rows.texts) @ rows.all_images.T, rows.offset, eps)
+            )
         else:
-            all_images = self.gather(image_features)
-            all_texts = self.gather(text_features)
-            if self.local_loss:
-                offset = rank * image_features.shape[0]
-                loss = 0.5 * (
-                    rows_clip_loss((scale * image_features) @ all_texts.T, offset, eps)
-                    + rows_clip_loss((scale * text_features) @ all_images.T, offset, eps)
-                )
-            else:
-                loss = symmetric_clip_loss((scale * all_images) @ all_texts.T, eps)
-        return {"contrastive_loss": loss} if output_dict else loss
+            loss = symmetric_clip_loss((scale * rows.images) @ rows.texts.T, eps)
+        return self.result(loss, output_dict)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, label_smoothing={self.label_smoothing}"
@@ -337,8 +375,7 @@ class MultiPositiveClipLoss(DistributedLossBase):
             image_ids, text_ids: [B_img] / [B_txt] ids; image i and text j are positives iff equal.
             positives: [B_img, B_txt] 0/1 (or bool) matrix instead of ids (single process only).
         """
-        check_feature_pair(image_features, text_features, same_batch=False, finite=self.check_inputs)
-        scale = check_scalar_tensor(logit_scale, "logit_scale", self.check_inputs)
+        scale = self.checked_inputs(image_features, text_features, logit_scale, same_batch=False)
         matrix = self._positives(image_features, text_features, image_ids, text_ids, positives)
         rank, world_size = self.resolve_world()
         dtype = image_features.dtype
@@ -360,7 +397,7 @@ class MultiPositiveClipLoss(DistributedLossBase):
                 log_i2t = F.log_softmax((scale * image_features) @ all_texts.T, dim=1)
                 log_t2i = F.log_softmax((scale * text_features) @ all_images.T, dim=1)
                 loss = 0.5 * (_soft_target_nll(log_i2t, pos_i2t, 1) + _soft_target_nll(log_t2i, pos_t2i, 1))
-                return {"contrastive_loss": loss} if output_dict else loss
+                return self.result(loss, output_dict)
             image_features, text_features = all_images, all_texts
             image_ids, text_ids = all_image_ids, all_text_ids
 
@@ -375,4 +412,4 @@ class MultiPositiveClipLoss(DistributedLossBase):
             _soft_target_nll(F.log_softmax(logits, dim=1), matrix, 1)
             + _soft_target_nll(F.log_softmax(logits, dim=0), matrix, 0)
         )
-        return {"contrastive_loss": loss} if output_dict else loss
+        return self.result(loss, output_dict)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from vlzoo.core.distributed import all_gather_features, neighbour_exchange, neighbour_exchange_bidir
 from vlzoo.core.errors import ConfigError
-from vlzoo.core.losses.contrastive import DistributedLossBase, check_feature_pair, check_scalar_tensor
+from vlzoo.core.losses.contrastive import DistributedLossBase
 
 __all__ = ["SigLipLoss", "sigmoid_block_loss"]
 
@@ -110,16 +110,15 @@ class SigLipLoss(DistributedLossBase):
         output_dict: bool = False,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Loss of paired ``image_features`` [b, D] and ``text_features`` [b, D]."""
-        check_feature_pair(image_features, text_features, finite=self.check_inputs)
-        scale = check_scalar_tensor(logit_scale, "logit_scale", self.check_inputs)
-        bias = check_scalar_tensor(logit_bias, "logit_bias", self.check_inputs)
+        scale = self.checked_inputs(image_features, text_features, logit_scale)
+        bias = self.checked_scalar(logit_bias, "logit_bias")
         rank, world_size = self.resolve_world()
         loss = sigmoid_block_loss(image_features, text_features, scale, bias, with_positives=True)
         if world_size > 1:
             for texts in self._other_texts(text_features, rank, world_size):
                 loss = loss + sigmoid_block_loss(image_features, texts, scale, bias, with_positives=False)
         loss = loss / image_features.shape[0]
-        return {"contrastive_loss": loss} if output_dict else loss
+        return self.result(loss, output_dict)
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, world_size={self.world_size}, dist_impl={self.dist_impl!r}"

@@ -11,12 +11,7 @@ from __future__ import annotations
 import torch
 
 from vlzoo.core.errors import ConfigError
-from vlzoo.core.losses.contrastive import (
-    DistributedLossBase,
-    check_feature_pair,
-    check_scalar_tensor,
-    rows_clip_loss,
-)
+from vlzoo.core.losses.contrastive import DistributedLossBase, rows_clip_loss
 
 __all__ = ["FilipLoss", "late_interaction_similarity"]
 
@@ -137,10 +132,9 @@ class FilipLoss(DistributedLossBase):
 
         Masks are [b, N] bool or 0/1 with 1 = real token; None means every token is real.
         """
-        check_feature_pair(
-            image_tokens, text_tokens, ndim=3, names=("image_tokens", "text_tokens"), finite=self.check_inputs
+        scale = self.checked_inputs(
+            image_tokens, text_tokens, logit_scale, ndim=3, names=("image_tokens", "text_tokens")
         )
-        scale = check_scalar_tensor(logit_scale, "logit_scale", self.check_inputs)
         image_mask = _normalize_mask(image_mask, image_tokens, "image_mask")
         text_mask = _normalize_mask(text_mask, text_tokens, "text_mask")
         rank, world_size = self.resolve_world()
@@ -161,7 +155,7 @@ class FilipLoss(DistributedLossBase):
                     text_tokens, text_mask, all_images, all_image_mask, chunk
                 )
                 loss = 0.5 * (rows_clip_loss(scale * i2t, offset) + rows_clip_loss(scale * t2i, offset))
-                return {"contrastive_loss": loss} if output_dict else loss
+                return self.result(loss, output_dict)
             image_tokens, text_tokens = all_images, all_texts
             image_mask, text_mask = all_image_mask, all_text_mask
 
@@ -170,7 +164,7 @@ class FilipLoss(DistributedLossBase):
             image_tokens, image_mask, text_tokens, text_mask, chunk, both=True
         )
         loss = 0.5 * (rows_clip_loss(scale * i2t, 0) + rows_clip_loss(scale * t2i, 0))
-        return {"contrastive_loss": loss} if output_dict else loss
+        return self.result(loss, output_dict)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, chunk_size={self.chunk_size}"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlzoo.core.errors import ConfigError
 from vlzoo.core.losses import build_loss
 from vlzoo.core.towers.text import TextTower, TextTowerConfig
 from vlzoo.core.towers.tokenizers import TokenizedText
@@ -39,7 +42,73 @@ class CLIPConfig:
         return DualEncoder(self)
 
 
-class DualEncoder(nn.Module):
+class DualEncoderFaces:
+    """The faces a CLIP-style model shares with :class:`DualEncoder`, for a model that builds its own modules.
+
+    The host (an `nn.Module`) has `config.max_logit_scale`, `visual`, `text`, `logit_scale`, optionally
+    `logit_bias`, its own `encode_image` / `encode_text` / `forward_batch`, and its contrastive loss under
+    `loss_attribute`. A host whose image tower is wrapped overrides `image_tower()`. (PriorCLIP builds its
+    modules in its own order; inheriting `DualEncoder.__init__` would draw its random init in another order.)
+    """
+
+    loss_attribute: ClassVar[str] = "loss"
+
+    def image_tower(self) -> VisionTower:
+        """The tower that `lock_image_tower` and `set_grad_checkpointing` act on."""
+        return self.visual
+
+    def scale(self) -> torch.Tensor:
+        """exp(logit_scale), clamped: CLIP caps the temperature at 100 to keep training stable."""
+        return self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
+
+    def forward(
+        self,
+        images: torch.Tensor | Mapping[str, Any] | None = None,
+        text: TokenizedText | torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Features and temperature for `(images, text)`; given a training batch dict, also its `"loss"`.
+
+        A batch is `{"image": [B, C, H, W], "text": TokenizedText, ...}` as the vlzoo collators make it.
+        """
+        if isinstance(images, Mapping):
+            return self.forward_batch(images)
+        out: dict[str, torch.Tensor] = {"logit_scale": self.scale()}
+        if images is not None:
+            out["image_features"] = self.encode_image(images)
+        if text is not None:
+            out["text_features"] = self.encode_text(text)
+        if getattr(self, "logit_bias", None) is not None:
+            out["logit_bias"] = self.logit_bias
+        return out
+
+    def set_loss(self, loss: nn.Module) -> None:
+        """Replace the contrastive loss (a recipe's `loss:`); refused when the loss needs a `logit_bias` (a
+        sigmoid loss) and the model has none."""
+        if _takes_logit_bias(type(loss)) and getattr(self, "logit_bias", None) is None:
+            raise ConfigError(
+                f"model.loss: {type(loss).__name__} needs a logit_bias and {type(self).__name__} has none: "
+                "set model_overrides.init_logit_bias (e.g. -10)"
+            )
+        setattr(self, self.loss_attribute, loss)
+
+    def contrastive_loss_of(self, out: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The contrastive loss of `forward(images, text)`'s output; the bias goes to a loss that takes one."""
+        loss = getattr(self, self.loss_attribute)
+        extra = (out["logit_bias"],) if "logit_bias" in out and _takes_logit_bias(type(loss)) else ()
+        return loss(out["image_features"], out["text_features"], out["logit_scale"], *extra)
+
+    def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+        self.image_tower().lock(unlocked_groups=unlocked_groups, freeze_bn_stats=freeze_bn_stats)
+
+    def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
+        self.text.lock(unlocked_layers=unlocked_layers, freeze_layer_norm=freeze_layer_norm)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.image_tower().set_grad_checkpointing(enable)
+        self.text.set_grad_checkpointing(enable)
+
+
+class DualEncoder(DualEncoderFaces, nn.Module):
     """Two towers and a learnable temperature; `forward` returns what a contrastive loss takes."""
 
     def __init__(self, cfg: CLIPConfig):
@@ -67,49 +136,19 @@ class DualEncoder(nn.Module):
         out = self.text(text, output_tokens=output_tokens)
         return _maybe_normalize(out, normalize)
 
-    def scale(self) -> torch.Tensor:
-        """exp(logit_scale), clamped: CLIP caps the temperature at 100 to keep training stable."""
-        return self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
-
-    def forward(
-        self,
-        images: torch.Tensor | Mapping[str, Any] | None = None,
-        text: TokenizedText | torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Features and temperature for `(images, text)`; given a training batch dict, also its `"loss"`.
-
-        A batch is `{"image": [B, C, H, W], "text": TokenizedText, ...}` as the vlzoo collators make it.
-        """
-        if isinstance(images, Mapping):
-            return self.forward_batch(images)
-        out: dict[str, torch.Tensor] = {"logit_scale": self.scale()}
-        if images is not None:
-            out["image_features"] = self.encode_image(images)
-        if text is not None:
-            out["text_features"] = self.encode_text(text)
-        if self.logit_bias is not None:
-            out["logit_bias"] = self.logit_bias
-        return out
-
     def forward_batch(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         out = self(batch["image"], batch["text"])
-        extra = (out["logit_bias"],) if "logit_bias" in out else ()
-        out["loss"] = self.loss(out["image_features"], out["text_features"], out["logit_scale"], *extra)
+        out["loss"] = self.contrastive_loss_of(out)
         return out
-
-    def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
-        self.visual.lock(unlocked_groups=unlocked_groups, freeze_bn_stats=freeze_bn_stats)
-
-    def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
-        self.text.lock(unlocked_layers=unlocked_layers, freeze_layer_norm=freeze_layer_norm)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.visual.set_grad_checkpointing(enable)
-        self.text.set_grad_checkpointing(enable)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         return {"logit_scale", "logit_bias"}
+
+
+@functools.cache
+def _takes_logit_bias(loss_class: type[nn.Module]) -> bool:
+    return "logit_bias" in inspect.signature(loss_class.forward).parameters
 
 
 def _maybe_normalize(out, normalize: bool):

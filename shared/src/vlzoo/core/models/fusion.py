@@ -153,9 +153,10 @@ class FusionEncoder(nn.Module):
         self.text_pooler = _Pooler(cfg.hidden_size)
         self.image_pooler = _Pooler(cfg.hidden_size)
         self.grad_checkpointing = False
-        self.apply(self._init_weights)
+        self.apply(self.init_weights)
 
-    def _init_weights(self, module: nn.Module) -> None:
+    def init_weights(self, module: nn.Module) -> None:
+        """Initialize `module` as the fusion layers are; public so heads built on top (PTUnifier's) match."""
         # BERT's init, which METER applies to its fusion module: N(0, 0.02) weights, zero biases, unit norms.
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, std=self.cfg.init_std)

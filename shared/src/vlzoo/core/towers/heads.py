@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from vlzoo.core.errors import ConfigError
+
 
 def _mlp(in_dim: int, out_dim: int) -> nn.Module:
     # Two layers with a GELU, hidden = mean of the two widths: the head open_clip's HF text towers use.
@@ -24,4 +26,4 @@ def build_head(kind: str, in_dim: int, out_dim: int) -> nn.Module:
     try:
         return _HEADS[kind](in_dim, out_dim)
     except KeyError:
-        raise ValueError(f"unknown projection head {kind!r}; choose one of {sorted(_HEADS)}") from None
+        raise ConfigError(f"unknown projection head {kind!r}; choose one of {sorted(_HEADS)}") from None

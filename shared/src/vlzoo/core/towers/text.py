@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vlzoo.core.errors import DataError
+from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.towers.heads import build_head
 from vlzoo.core.towers.tokenizers import ClipTokenizer, HFTokenizer, TokenizedText
 
@@ -65,18 +65,21 @@ def _build_hf_text(cfg: TextTowerConfig) -> nn.Module:
     from transformers import AutoConfig, AutoModel
 
     if not cfg.hf_model:
-        raise ValueError("text tower kind='hf' needs hf_model (a hub id or a local directory)")
+        raise ConfigError("text tower kind='hf' needs hf_model (a hub id or a local directory)")
     if cfg.hf_pretrained:
         return AutoModel.from_pretrained(cfg.hf_model, add_pooling_layer=False)
     return AutoModel.from_config(AutoConfig.from_pretrained(cfg.hf_model), add_pooling_layer=False)
 
 
-def _encoder_layers(model: nn.Module) -> nn.ModuleList:
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
     """The transformer's stack of layers: the longest ModuleList in the model (BERT, RoBERTa, CLIP ...)."""
     lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
     if not lists:
-        raise ValueError(f"cannot find the layer stack of {type(model).__name__}")
+        raise ConfigError(f"cannot find the layer stack of {type(model).__name__}")
     return max(lists, key=len)
+
+
+__all__ = ["TEXT_POOLS", "TextTower", "TextTowerConfig", "build_tokenizer", "encoder_layers"]
 
 
 class TextTower(nn.Module):
@@ -86,11 +89,11 @@ class TextTower(nn.Module):
         super().__init__()
         builders = {"clip": _build_clip_text, "hf": _build_hf_text}
         if cfg.kind not in builders:
-            raise ValueError(f"unknown text tower kind {cfg.kind!r}; choose one of {sorted(builders)}")
+            raise ConfigError(f"unknown text tower kind {cfg.kind!r}; choose one of {sorted(builders)}")
         self.cfg = cfg
         self.pool = cfg.pool or ("eos" if cfg.kind == "clip" else "cls")
         if self.pool not in TEXT_POOLS:
-            raise ValueError(f"unknown text pooling {self.pool!r}; choose one of {TEXT_POOLS}")
+            raise ConfigError(f"unknown text pooling {self.pool!r}; choose one of {TEXT_POOLS}")
         self.transformer = builders[cfg.kind](cfg)
         width = self.transformer.config.hidden_size
         self.pad_token_id = self.transformer.config.pad_token_id or 0
@@ -132,9 +135,11 @@ class TextTower(nn.Module):
             tokens = self.transformer(input_ids=ids).last_hidden_state
         else:
             tokens = self.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
-        return tokens, self._pool(tokens, ids, mask), mask
+        return tokens, self.pool_tokens(tokens, ids, mask), mask
 
-    def _pool(self, tokens: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def pool_tokens(self, tokens: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One vector per text from its token states `[B, L, W]`, by the tower's pooling (`self.pool`); public
+        so a model that refines the tokens itself (PriorCLIP) pools them as the tower would."""
         rows = torch.arange(tokens.shape[0], device=tokens.device)
         if self.pool == "cls":
             return tokens[:, 0]
@@ -162,7 +167,7 @@ class TextTower(nn.Module):
 
         The projection head stays trainable.
         """
-        layers = _encoder_layers(self.transformer)
+        layers = encoder_layers(self.transformer)
         trainable = {
             id(p) for layer in list(layers)[len(layers) - unlocked_layers :] for p in layer.parameters()
         }

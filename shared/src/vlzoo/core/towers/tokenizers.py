@@ -22,6 +22,8 @@ from importlib import resources
 import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
+from vlzoo.core.errors import ConfigError, DataError
+
 CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_VOCAB_SIZE = 49408
 SOT_TOKEN = "<|startoftext|>"
@@ -114,7 +116,7 @@ def _as_list(texts: str | list[str]) -> list[str]:
         return [texts]
     if not all(isinstance(t, str) for t in texts):
         bad = next(type(t).__name__ for t in texts if not isinstance(t, str))
-        raise TypeError(f"tokenizer expects strings, got an item of type {bad}")
+        raise DataError(f"tokenizer expects strings, got an item of type {bad}")
     return list(texts)
 
 
@@ -138,28 +140,28 @@ class ClipTokenizer:
 
     def __init__(self, context_length: int = 77):
         if context_length < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"context_length must leave room for the start and end tokens, got {context_length}"
             )
         self.context_length = context_length
-        self._backend = _clip_backend()
-        self.sot_token_id = self._backend.token_to_id(SOT_TOKEN)
-        self.eot_token_id = self._backend.token_to_id(EOT_TOKEN)
+        self.backend = _clip_backend()  # the `tokenizers.Tokenizer` underneath (vocabulary, id ↔ token)
+        self.sot_token_id = self.backend.token_to_id(SOT_TOKEN)
+        self.eot_token_id = self.backend.token_to_id(EOT_TOKEN)
         self.pad_token_id = 0
 
     def encode(self, text: str) -> list[int]:
         """Token ids of one caption without start/end tokens."""
-        return self._backend.encode(_clean(text), add_special_tokens=False).ids
+        return self.backend.encode(_clean(text), add_special_tokens=False).ids
 
     def decode(self, ids: list[int] | torch.Tensor) -> str:
         ids = [int(i) for i in ids if int(i) not in (self.pad_token_id, self.sot_token_id, self.eot_token_id)]
-        words = "".join(self._backend.id_to_token(i) for i in ids).split("</w>")
+        words = "".join(self.backend.id_to_token(i) for i in ids).split("</w>")
         byte_of = _unicode_to_byte()
         return " ".join(bytes(byte_of[c] for c in w).decode("utf-8", "replace") for w in words if w)
 
     def __call__(self, texts: str | list[str], context_length: int | None = None) -> TokenizedText:
         length = context_length or self.context_length
-        encoded = self._backend.encode_batch([_clean(t) for t in _as_list(texts)], add_special_tokens=False)
+        encoded = self.backend.encode_batch([_clean(t) for t in _as_list(texts)], add_special_tokens=False)
         rows = [[self.sot_token_id, *e.ids[: length - 2], self.eot_token_id] for e in encoded]
         return _pack(rows, length, self.pad_token_id)
 
@@ -178,19 +180,19 @@ class HFTokenizer:
 
         self.name_or_path = name_or_path
         self.context_length = context_length
-        self._backend = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-        self.vocab_size = len(self._backend)
-        self.pad_token_id = self._backend.pad_token_id
-        is_fast = bool(getattr(self._backend, "is_fast", False))
+        self.backend = AutoTokenizer.from_pretrained(name_or_path, **kwargs)  # special ids, vocabulary
+        self.vocab_size = len(self.backend)
+        self.pad_token_id = self.backend.pad_token_id
+        is_fast = bool(getattr(self.backend, "is_fast", False))
         if return_offsets and not is_fast:
-            raise ValueError(
+            raise ConfigError(
                 f"tokenizer {name_or_path!r} is not a fast (Rust) tokenizer, so it cannot return character "
                 "offsets; save it with a tokenizer.json or use return_offsets=False"
             )
         self.return_offsets = is_fast if return_offsets is None else return_offsets
 
     def __call__(self, texts: str | list[str], context_length: int | None = None) -> TokenizedText:
-        out = self._backend(
+        out = self.backend(
             _as_list(texts),
             padding="max_length",
             truncation=True,
@@ -202,4 +204,4 @@ class HFTokenizer:
         return TokenizedText(out["input_ids"].long(), out["attention_mask"].long(), offsets)
 
     def decode(self, ids: list[int] | torch.Tensor) -> str:
-        return self._backend.decode(ids, skip_special_tokens=True)
+        return self.backend.decode(ids, skip_special_tokens=True)

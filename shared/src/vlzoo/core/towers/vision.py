@@ -9,7 +9,7 @@ import timm
 import torch
 from torch import nn
 
-from vlzoo.core.errors import DataError
+from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.towers.heads import build_head
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -95,7 +95,7 @@ class VisionTower(nn.Module):
             return self.head(self.trunk(images))
         tokens, pooled = self.forward_tokens(images)
         if self.cfg.head == "timm":
-            raise ValueError(
+            raise ConfigError(
                 f"output_tokens needs a vlzoo projection head; {self.cfg.timm_model!r} uses timm's own head"
             )
         return self.head(pooled), self.head(tokens)

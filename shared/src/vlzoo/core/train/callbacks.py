@@ -24,24 +24,42 @@ class SkippedSamplesMonitor(L.Callback):
         self.max_rate = max_rate
         self.min_samples = min_samples
         self.counter = SkipCounter()
+        self.total = SkipCounter()  # the whole run (all ranks, completed epochs), for the run's summary
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.counter.reset()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: dict[str, Any], batch_idx: int) -> None:
         self.counter.update_from_batch(batch)
+        # This rank's count so far this epoch, on the progress bar: a skip is seen when it happens.
+        pl_module.log("skipped", float(self.counter.skipped), on_step=True, on_epoch=False, prog_bar=True)
         if self.counter.seen >= self.min_samples:
             self._check(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pl_module.log("train/skipped_samples", float(self.counter.skipped), reduce_fx="sum", sync_dist=True)
-        self._check(trainer)
+        epoch = self._check(trainer)
+        self.total.seen += epoch.seen
+        self.total.skipped += epoch.skipped
+        self.total.examples = (self.total.examples + epoch.examples)[: self.total.max_examples]
 
-    def _check(self, trainer: L.Trainer) -> None:
+    def _check(self, trainer: L.Trainer) -> SkipCounter:
         seen = trainer.strategy.reduce(torch.tensor(float(self.counter.seen)), reduce_op="sum")
         skipped = trainer.strategy.reduce(torch.tensor(float(self.counter.skipped)), reduce_op="sum")
-        global_counter = SkipCounter(seen=int(seen), skipped=int(skipped), examples=self.counter.examples)
+        global_counter = SkipCounter(
+            seen=int(seen), skipped=int(skipped), examples=list(self.counter.examples)
+        )
         global_counter.check(self.max_rate)
+        return global_counter
+
+    def summary(self) -> str:
+        """`skipped 3 of 640 samples (0.47%), e.g. a.png: cannot identify image`, or `no samples skipped`."""
+        if not self.total.skipped:
+            return "no samples skipped"
+        example = (
+            f", e.g. {self.total.examples[0][0]}: {self.total.examples[0][1]}" if self.total.examples else ""
+        )
+        return f"skipped {self.total.skipped} of {self.total.seen} samples ({self.total.rate:.2%}){example}"
 
 
 class ExportWeights(L.Callback):

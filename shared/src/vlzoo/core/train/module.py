@@ -1,11 +1,10 @@
-"""`ContrastiveModule`: any registered model trained with Lightning.
+"""`ZooModule`: any registered model trained with Lightning (contrastive, ITM, MLM, DINO: the model decides).
 
 The module knows nothing of a model's objectives: it calls `model(batch)`, minimizes the returned
-`"loss"` and logs every other scalar. A domain model with ITM, MLM or distillation terms returns those
-terms too; nothing here changes for it. Two optional model hooks:
-- `model.on_train_step_end(step, total_steps)` after each optimizer step (EMA teachers, momentum schedules);
-- `model.retrieval_features(batch) -> (image_features, text_features)` for validation and test retrieval,
-  when `encode_image(batch["image"])` / `encode_text(batch["text"])` isn't how the model is evaluated.
+`"loss"` and logs every other scalar. What else it asks of a model is the contract's capabilities
+(:mod:`vlzoo.core.models.contract`): `set_loss` for a recipe's `loss:`, `lock_*_tower`,
+`set_grad_checkpointing` (each refused with a `ConfigError` when the model lacks it), the step hook
+`on_train_step_end(step, total_steps)` and `retrieval_features(batch)` for validation and test retrieval.
 """
 
 from __future__ import annotations
@@ -19,9 +18,10 @@ import torch
 from torch import nn
 
 from vlzoo.core.errors import ConfigError
-from vlzoo.core.eval.features import retrieval_features
+from vlzoo.core.eval.features import encode_pair_batch
 from vlzoo.core.eval.retrieval import retrieval_metrics
 from vlzoo.core.losses import DistributedLossBase, build_loss
+from vlzoo.core.models.contract import require_capability
 from vlzoo.core.registry import create_model
 from vlzoo.core.train.callbacks import ExportWeights, SkippedSamplesMonitor
 from vlzoo.core.train.schedule import warmup_cosine
@@ -64,14 +64,51 @@ def param_groups(
     ]
 
 
-class ContrastiveModule(L.LightningModule):
+# recipe key -> the capability it needs (vlzoo.core.models.contract): asked of a model without it, a
+# recipe fails before training with the key and the model named, never with a silent no-op.
+_RECIPE_CAPABILITIES = {
+    "model.loss": "replaceable_loss",
+    "model.lock_image_tower": "lockable_image_tower",
+    "model.lock_text_tower": "lockable_text_tower",
+    "model.grad_checkpointing": "grad_checkpointing",
+}
+
+
+def _apply_recipe_options(
+    model: nn.Module,
+    name: str,
+    loss: dict[str, Any] | None,
+    lock_image_tower: int | None,
+    lock_text_tower: int | None,
+    grad_checkpointing: bool,
+) -> None:
+    """Check every option against the model's capabilities first, then apply them."""
+    asked = {
+        "model.loss": loss is not None,
+        "model.lock_image_tower": lock_image_tower is not None,
+        "model.lock_text_tower": lock_text_tower is not None,
+        "model.grad_checkpointing": grad_checkpointing,
+    }
+    for key in (k for k, on in asked.items() if on):
+        require_capability(model, _RECIPE_CAPABILITIES[key], key=key, model_name=name)
+    if loss is not None:
+        model.set_loss(build_loss(**loss))
+    if lock_image_tower is not None:
+        model.lock_image_tower(unlocked_groups=lock_image_tower)
+    if lock_text_tower is not None:
+        model.lock_text_tower(unlocked_layers=lock_text_tower)
+    if grad_checkpointing:
+        model.set_grad_checkpointing(True)
+
+
+class ZooModule(L.LightningModule):
     """Trains a registered vlzoo model.
 
     Args:
         model: registered name (`vlzoo list`).
         model_overrides: config changes, checked against the model's config dataclass.
         pretrained: a tag, file or `hf-hub:` name to start from.
-        loss: replace the model's own loss, e.g. `{"name": "siglip", "dist_impl": "bidir"}`.
+        loss: replace the model's contrastive loss through its `set_loss`, e.g. `{"name": "siglip"}`.
         lr, weight_decay, betas, eps: AdamW.
         tower_lr: learning rate per parameter-name prefix, e.g. `{"text": 1e-5}` to fine-tune the text
             tower gently.
@@ -112,14 +149,7 @@ class ContrastiveModule(L.LightningModule):
         if warmup_steps < 0:
             raise ConfigError(f"model.warmup_steps must be >= 0, got {warmup_steps}")
         self.model = create_model(model, pretrained=pretrained, **(model_overrides or {}))
-        if loss is not None:
-            self.model.loss = build_loss(**loss)
-        if lock_image_tower is not None:
-            self.model.lock_image_tower(unlocked_groups=lock_image_tower)
-        if lock_text_tower is not None:
-            self.model.lock_text_tower(unlocked_layers=lock_text_tower)
-        if grad_checkpointing:
-            self.model.set_grad_checkpointing(True)
+        _apply_recipe_options(self.model, model, loss, lock_image_tower, lock_text_tower, grad_checkpointing)
         if compile:
             self.model.compile()
         self._eval_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -198,7 +228,7 @@ class ContrastiveModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: Mapping[str, Any]) -> None:
-        images, texts = retrieval_features(self.model, batch)
+        images, texts = encode_pair_batch(self.model, batch)
         owner = batch.get("text_to_image")
         if owner is None:  # one caption per image
             owner = torch.arange(len(images), device=images.device)

@@ -15,8 +15,9 @@ from torch import nn
 
 from vlzoo.core.errors import WeightsError
 from vlzoo.core.weights.convert import convert, detect_format, hf_clip_config_overrides, hf_weights_file
-from vlzoo.core.weights.hub import WeightSpec, download
+from vlzoo.core.weights.hub import download
 from vlzoo.core.weights.io import load_state_dict, read_metadata, save_state_dict
+from vlzoo.core.weights.spec import WeightSpec
 
 _log = logging.getLogger(__name__)
 CONFIG_FORMAT_VERSION = 1
@@ -48,16 +49,17 @@ def config_path(weights_path: Path) -> Path:
     return weights_path.with_suffix(".json")
 
 
-def resolve_pretrained(model_name: str, pretrained: str | Path | None) -> PretrainedSource | None:
-    """Turn `create_model`'s `pretrained=` into a source. Tags win over same-named relative paths."""
-    from vlzoo.core.registry import model_entry
-
+def resolve_pretrained(
+    model_name: str, pretrained: str | Path | None, tags: Mapping[str, WeightSpec] | None = None
+) -> PretrainedSource | None:
+    """Turn `create_model`'s `pretrained=` into a source. `tags` are the model's registered weights (the
+    registry passes its entry's); a tag wins over a same-named relative path."""
     if pretrained is None:
         return None
-    entry = model_entry(model_name)
+    tags = tags or {}
     text = str(pretrained)
-    if text in entry.pretrained:
-        spec = entry.pretrained[text]
+    if text in tags:
+        spec = tags[text]
         return PretrainedSource(
             f"{model_name}:{text}",
             spec=spec,
@@ -83,9 +85,9 @@ def resolve_pretrained(model_name: str, pretrained: str | Path | None) -> Pretra
         path = path / "model.safetensors"
     if path.is_file():
         return PretrainedSource(str(path), path=path, saved_config=_saved_config(path, model_name))
-    tags = ", ".join(sorted(entry.pretrained)) or "none"
+    known = ", ".join(sorted(tags)) or "none"
     raise WeightsError(
-        f"pretrained={text!r} for {model_name!r} is neither one of its tags ({tags}), an existing file or "
+        f"pretrained={text!r} for {model_name!r} is neither one of its tags ({known}), an existing file or "
         f"directory, nor an {HF_HUB_PREFIX}org/repo name"
     )
 
@@ -118,8 +120,7 @@ def load_weights(
         source = PretrainedSource(str(source), path=Path(source))
     path = source.file()
     state_dict = load_state_dict(path)
-    name = getattr(model, "vlzoo_name", type(model).__name__)
-    state_dict = convert(state_dict, source.converter or detect_format(state_dict), name)
+    state_dict = convert(state_dict, source.converter or detect_format(state_dict), model)
     _resize_pos_embed(state_dict, model)
     return load_checked(model, state_dict, strict=strict, where=str(path))
 

@@ -3,6 +3,11 @@
 vlzoo's CLIP is a timm ViT (`visual.trunk.*`) and transformers' `CLIPTextModel` (`text.transformer.*`) with
 bias-free projections (`visual.head`, `text.head`). Each converter is a table of key renames plus the few
 tensors whose layout differs; `CONVERTERS` maps the names used in `WeightSpec.converter` to them.
+
+A converter is `fn(state_dict, model) -> state_dict`, as timm's `checkpoint_filter_fn`: it receives the model
+being loaded (already built), so it can read shapes or build a part it converts for without looking the
+model up in the registry; the weights layer stays below the registry. `model` may be `None` when a
+converter is called on its own; converters that need it say so.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from vlzoo.core.errors import WeightsError
+from vlzoo.core.plugins import register_unique
+from vlzoo.core.weights.io import load_state_dict
 
 StateDict = dict[str, torch.Tensor]
 
@@ -102,12 +110,20 @@ def is_hf_clip_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
     )
 
 
-def from_open_clip(state_dict: Mapping[str, torch.Tensor], model_name: str | None = None) -> StateDict:
+def model_label(model: nn.Module | str | None, default: str = "CLIP") -> str:
+    """How messages name the model being loaded: its registered name, else its class (or a given name)."""
+    if model is None or isinstance(model, str):
+        return model or default
+    return getattr(model, "vlzoo_name", None) or type(model).__name__
+
+
+def from_open_clip(state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None) -> StateDict:
     """open_clip / OpenAI CLIP weights → vlzoo `DualEncoder` keys.
 
     ViT image towers are renamed here; CLIP's modified ResNets go through timm's own converter for its
-    `resnet*_clip` models, which needs the registered `model_name` to build the trunk it converts for.
+    `resnet*_clip` models, which needs the `model` being loaded (its `visual.trunk`).
     """
+    model_name = model_label(model)
     sd = _strip_prefix(state_dict, ("module.", "_orig_mod."))
     if not is_open_clip_state_dict(sd):
         raise WeightsError(
@@ -120,7 +136,7 @@ def from_open_clip(state_dict: Mapping[str, torch.Tensor], model_name: str | Non
         )
     out: StateDict = {}
     if "visual.attnpool.positional_embedding" in sd:
-        out.update(_open_clip_resnet_visual(sd, model_name))
+        out.update(_open_clip_resnet_visual(sd, model))
         sd = {k: v for k, v in sd.items() if not k.startswith("visual.")}
     text = _text_prefix()
     for key, value in sd.items():
@@ -143,32 +159,29 @@ def from_open_clip(state_dict: Mapping[str, torch.Tensor], model_name: str | Non
         elif key.startswith("attn_mask") or key.endswith("attn_mask"):
             continue  # the causal mask is a buffer, rebuilt by the text model
         else:
-            raise WeightsError(f"open_clip key {key!r} has no counterpart in vlzoo's {model_name or 'CLIP'}")
+            raise WeightsError(f"open_clip key {key!r} has no counterpart in vlzoo's {model_name}")
     return out
 
 
-def _open_clip_resnet_visual(sd: Mapping[str, torch.Tensor], model_name: str | None) -> StateDict:
-    from timm.models.byobnet import checkpoint_filter_fn
+def _open_clip_resnet_visual(sd: Mapping[str, torch.Tensor], model: nn.Module | str | None) -> StateDict:
+    from timm.models.byobnet import checkpoint_filter_fn  # timm's model zoo: imported only for ResNets
 
-    from vlzoo.core.registry import get_model_config
-
-    if model_name is None:
+    trunk = getattr(getattr(model, "visual", None), "trunk", None)
+    if trunk is None:
         raise WeightsError(
-            "converting open_clip ResNet weights needs the vlzoo model name (e.g. 'clip-rn50')"
+            "converting open_clip ResNet weights needs the vlzoo model they load into (e.g. "
+            f"create_model('clip-rn50')), got {model_label(model, 'none')}"
         )
-    with torch.device("meta"):  # only the trunk's structure is needed, not its memory
-        trunk = get_model_config(model_name).build().visual.trunk
     visual = {k: v for k, v in sd.items() if k.startswith("visual.")}
     return {f"visual.trunk.{k}": v for k, v in checkpoint_filter_fn(visual, trunk).items()}
 
 
 def from_hf_clip(
-    state_dict_or_dir: Mapping[str, torch.Tensor] | str | Path, model_name: str | None = None
+    state_dict_or_dir: Mapping[str, torch.Tensor] | str | Path, model: nn.Module | None = None
 ) -> StateDict:
     """Hugging Face `CLIPModel` weights (a state dict, or a `save_pretrained` directory) → vlzoo keys."""
+    model_name = model_label(model)
     if isinstance(state_dict_or_dir, str | Path):
-        from vlzoo.core.weights.io import load_state_dict
-
         state_dict = load_state_dict(hf_weights_file(Path(state_dict_or_dir)))
     else:
         state_dict = state_dict_or_dir
@@ -193,9 +206,7 @@ def from_hf_clip(
         elif (new := _rename(key, _HF_CLIP_RENAMES)) is not None:
             out[new] = value
         else:
-            raise WeightsError(
-                f"Hugging Face CLIP key {key!r} has no counterpart in vlzoo's {model_name or 'CLIP'}"
-            )
+            raise WeightsError(f"Hugging Face CLIP key {key!r} has no counterpart in vlzoo's {model_name}")
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
             raise WeightsError(
@@ -229,7 +240,7 @@ def hf_clip_config_overrides(directory: Path) -> dict:
     return {"vision": {"act_layer": vision_act if vision_act != "gelu" else None}, "text": {"act": text_act}}
 
 
-def identity(state_dict: Mapping[str, torch.Tensor], model_name: str | None = None) -> StateDict:
+def identity(state_dict: Mapping[str, torch.Tensor], model: nn.Module | None = None) -> StateDict:
     return _strip_prefix(state_dict, ("module.", "_orig_mod."))
 
 
@@ -241,8 +252,9 @@ CONVERTERS: dict[str, Callable[..., StateDict]] = {
 
 
 def register_converter(name: str, fn: Callable[..., StateDict]) -> None:
-    """Domain packages add converters for their official releases (e.g. a paper's own checkpoint layout)."""
-    CONVERTERS[name] = fn
+    """Domain packages add converters for their official releases (e.g. a paper's own checkpoint layout):
+    `fn(state_dict, model)`. A name another module registered is refused (`plugins.register_unique`)."""
+    register_unique(CONVERTERS, name, fn, what="weights converter")
 
 
 def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -256,8 +268,9 @@ def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def convert(
-    state_dict: Mapping[str, torch.Tensor], converter: str, model_name: str | None = None
+    state_dict: Mapping[str, torch.Tensor], converter: str, model: nn.Module | None = None
 ) -> StateDict:
+    """`state_dict` in vlzoo's layout for `model`, by the converter named `converter`."""
     if converter not in CONVERTERS:
         raise WeightsError(f"unknown weights converter {converter!r}; known: {sorted(CONVERTERS)}")
-    return CONVERTERS[converter](state_dict, model_name)
+    return CONVERTERS[converter](state_dict, model)

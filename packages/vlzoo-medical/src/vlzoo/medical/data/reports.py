@@ -26,8 +26,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vlzoo.core.data import IMAGE_EXTENSIONS, ImageTextSource, skip_marker
-from vlzoo.core.data.sources import CaptionMode, Record, Sample, load_record, read_csv_rows, read_jsonl
+from vlzoo.core.data import (
+    IMAGE_EXTENSIONS,
+    CaptionMode,
+    ImageTextSource,
+    Record,
+    Sample,
+    load_record,
+    read_csv_rows,
+    read_jsonl,
+    skip_marker,
+)
 from vlzoo.core.errors import DataError
 from vlzoo.medical.data.images import DICOM_IMAGE_SUFFIXES
 from vlzoo.medical.data.volumes import read_volume

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vlzoo.core.data import write_karpathy_json
 from vlzoo.core.errors import ConfigError
 from vlzoo.medical.data.volumes import WINDOW_PRESETS, apply_window, radiological_view
 
@@ -357,6 +358,11 @@ def _split_id(split: str) -> int:
     return SPLIT_IDS.get(split, zlib.crc32(split.encode()) + len(SPLIT_IDS))
 
 
+def _report_tokens(report: str) -> list[str]:
+    # A report sentence ends with a full stop; its Karpathy tokens leave it out.
+    return report.rstrip(".").split()
+
+
 def write_med_toyworld(
     out_dir: str | os.PathLike,
     n_train: int = 800,
@@ -383,7 +389,6 @@ def write_med_toyworld(
     images: list[dict[str, Any]] = []
     volume_lines: list[str] = []
     concept_lines: list[str] = []
-    sentid = 0
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         if n <= 0:
             continue
@@ -400,19 +405,13 @@ def write_med_toyworld(
             (root / volume_path).write_bytes(nifti_bytes(volume, grid))
             Image.fromarray(display_slice(volume, case.slice), mode="L").save(root / slice_path)
             truth = asdict(case)
-            sentences = [
-                {"raw": t, "tokens": t.rstrip(".").split(), "imgid": case_id, "sentid": sentid + j}
-                for j, t in enumerate(reports)
-            ]
-            sentid += len(sentences)
             images.append(
                 {
                     "filepath": f"slices/{split}",
                     "filename": f"{i:06d}.png",
                     "split": split,
                     "imgid": case_id,
-                    "sentids": [s["sentid"] for s in sentences],
-                    "sentences": sentences,
+                    "captions": reports,
                     "case": truth,
                 }
             )
@@ -456,7 +455,7 @@ def write_med_toyworld(
     # The three index files last: the generated-dataset hook takes an existing file for a finished write.
     files.volume_reports.write_text("\n".join(volume_lines) + "\n")
     files.concepts.write_text("\n".join(concept_lines) + "\n")
-    files.karpathy_2d.write_text(json.dumps({"dataset": "med-toyworld", "images": images}))
+    write_karpathy_json(files.karpathy_2d, images, "med-toyworld", tokenize=_report_tokens)
     return files
 
 

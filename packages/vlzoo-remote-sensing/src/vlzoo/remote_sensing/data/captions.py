@@ -39,8 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from vlzoo.core.data import ImageTextSource, is_skipped, skip_marker
-from vlzoo.core.data.sources import CaptionMode, Record, Sample, read_karpathy
+from vlzoo.core.data import (
+    CaptionMode,
+    ImageTextSource,
+    Record,
+    Sample,
+    is_skipped,
+    read_karpathy,
+    skip_marker,
+)
 from vlzoo.core.errors import DataError
 from vlzoo.remote_sensing.data.geotiff import Bands, select_bands
 

@@ -12,8 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from vlzoo.core.data import IMAGE_EXTENSIONS, ImageFolderClasses
-from vlzoo.core.data.sources import Sample
+from vlzoo.core.data import IMAGE_EXTENSIONS, ImageFolderClasses, Sample
 from vlzoo.remote_sensing.data.captions import finish_geo_sample
 from vlzoo.remote_sensing.data.geotiff import Bands
 

@@ -28,7 +28,6 @@ i - 1, 32 scenes a row, each split in its own band of rows.
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
 from dataclasses import asdict, dataclass
@@ -41,6 +40,7 @@ import rasterio
 from affine import Affine
 from rasterio.transform import from_origin
 
+from vlzoo.core.data import write_karpathy_json
 from vlzoo.core.errors import ConfigError
 from vlzoo.remote_sensing.data.geotiff import BandStats
 
@@ -303,7 +303,6 @@ def write_rs_toyworld(
     _check(image_size, bands)
     root = Path(out_dir)
     images: list[dict[str, Any]] = []
-    sentid = 0
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         if n <= 0:
             continue
@@ -312,36 +311,29 @@ def write_rs_toyworld(
             pixels, scene, texts = generate_scene(seed, split, i, image_size, bands)
             filename = f"{scene.class_name}_{i}.tif"
             write_scene(root / split / filename, pixels, scene_transform(split, i, image_size))
-            sentences = [
-                {"raw": t, "tokens": t.split(), "imgid": f"{split}/{i}", "sentid": sentid + j}
-                for j, t in enumerate(texts)
-            ]
             images.append(
                 {
                     "filepath": split,
                     "filename": filename,
                     "split": split,
                     "imgid": f"{split}/{i}",
-                    "sentids": [s["sentid"] for s in sentences],
-                    "sentences": sentences,
+                    "captions": texts,
                     "class_name": scene.class_name,
                     "scene": scene.to_dict(),
                 }
             )
-            sentid += len(texts)
     stats = rs_toyworld_band_stats(bands)
-    meta = {
-        "dataset": "rs-toyworld",
-        "lang": "en",
-        "classes": list(CLASSES),
-        "bands": list(BAND_NAMES[:bands]),
-        "crs": RS_TOYWORLD_CRS,
-        "band_stats": {"mean": list(stats.mean), "std": list(stats.std)},
-        "generator": {"image_size": image_size, "bands": bands, "seed": seed},
-    }
-    path = root / "rs-toyworld.json"
-    path.write_text(json.dumps({**meta, "images": images}))
-    return path
+    return write_karpathy_json(
+        root / "rs-toyworld.json",
+        images,
+        "rs-toyworld",
+        lang="en",
+        classes=list(CLASSES),
+        bands=list(BAND_NAMES[:bands]),
+        crs=RS_TOYWORLD_CRS,
+        band_stats={"mean": list(stats.mean), "std": list(stats.std)},
+        generator={"image_size": image_size, "bands": bands, "seed": seed},
+    )
 
 
 def write_rs_toyworld_classes(

@@ -25,7 +25,7 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import InterpolationMode
 
 from vlzoo.core.errors import ConfigError, DataError
-from vlzoo.core.towers.vision import VisionTowerConfig
+from vlzoo.core.towers import VisionTowerConfig
 from vlzoo.remote_sensing.data.geotiff import BandStats, GeoImage
 
 __all__ = ["GeoTransform", "geo_transform"]

@@ -1,0 +1,254 @@
+"""The zoo model contract (vlzoo.core.models.contract), checked over the whole registry, timm-style: a new model
+is tested by registering it.
+
+Every tiny model: build, `forward(batch)` on a batch of its own toy data gives a finite scalar loss, backward
+reaches exactly the trainable parameters, save → `create_model(pretrained=path)` gives identical outputs,
+`model_info` works offline. Every full-size model: built on the meta device and checked statically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import vlzoo.core as vz
+from vlzoo.core.errors import ConfigError
+from vlzoo.core.models import check_forward_output, check_model, has_capability, require_capability, toy_data
+from vlzoo.core.registry import create_model, get_model_config, model_entry, model_info
+from vlzoo.core.train import ImageTextDataModule
+from vlzoo.core.weights.checkpoint import save
+
+# The models the installed distributions register (test modules register throwaway ones of their own).
+INSTALLED_MODELS = [n for n in vz.list_models() if model_entry(n).module.startswith("vlzoo.")]
+TINY_MODELS = [n for n in INSTALLED_MODELS if "tiny" in n]
+FULL_SIZE_MODELS = sorted(set(INSTALLED_MODELS) - set(TINY_MODELS))
+
+# Full-size models whose towers read files from the Hugging Face hub even to be built (a text tower's config
+# and tokenizer, or timm's pretrained weights fetched at construction): the test env is offline.
+NEEDS_HUB_FILES = {
+    "conceptclip-so400m": "its SigLIP text tower's config and tokenizer (google/siglip-so400m-patch14-384)",
+    "priorclip-closed-swin-t": "bert-base-uncased (text tower) and timm's swin_tiny / resnet50 weights",
+    "priorclip-open-vit-b-32": "timm's resnet50 weights (the prior encoder, timm_pretrained=True)",
+    "ptunifier-base": "allenai/biomed_roberta_base (text tower) and timm's CLIP ViT-B/16 weights",
+    "rs-m-clip-vit-b-32": "xlm-roberta-base (text tower config and tokenizer)",
+}
+
+# One writer per family; the med-toyworld writer makes the 2D, 3D and concept files at once.
+_GENERATE = {
+    "toyworld": {"n_train": 8, "n_val": 4, "n_test": 4, "image_size": 32},
+    "med-toyworld": {"n_train": 8, "n_val": 4, "n_test": 4},
+    "rs-toyworld": {"n_train": 8, "n_val": 4, "n_test": 4},
+}
+
+
+def _family(dataset: str) -> str:
+    return "med-toyworld" if dataset.startswith("med-toyworld") else dataset
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("VLZOO_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def toy_batch(tmp_path_factory: pytest.TempPathFactory):
+    """`toy_batch(name)`: a training batch of 4 from the model's own generated dataset (each written once)."""
+    root = tmp_path_factory.mktemp("contract_toy_data")
+    batches: dict[str, Mapping[str, Any]] = {}
+
+    def make(name: str) -> Mapping[str, Any]:
+        if name not in batches:
+            dataset = toy_data(get_model_config(name))
+            family = _family(dataset)
+            data = ImageTextDataModule(
+                data=dataset,
+                model=name,
+                data_dir=str(root / family),
+                generate=_GENERATE.get(family),
+                batch_size=4,
+                num_workers=0,
+            )
+            data.prepare_data()
+            data.setup("fit")
+            batches[name] = next(iter(data.train_dataloader()))
+        return batches[name]
+
+    return make
+
+
+def _seeded_forward(model: nn.Module, batch: Mapping[str, Any]) -> Mapping[str, Any]:
+    torch.manual_seed(0)  # losses that sample (MLM masks, hard negatives, crops) sample the same way
+    return model(batch)
+
+
+def gradient_problems(model: nn.Module) -> list[str]:
+    """After a backward: trainable parameters the loss never reached, frozen ones that got a gradient."""
+    missed = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad and p.grad is not None]
+    problems = []
+    if missed:
+        problems.append(f"the loss reaches no gradient to trainable parameters {missed[:8]} ({len(missed)})")
+    if frozen:
+        problems.append(f"frozen parameters received a gradient: {frozen[:8]}")
+    return problems
+
+
+def assert_honours_contract(model: nn.Module, batch: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Build-time faces, `forward(batch)` → finite scalar loss, backward to exactly the trainable params."""
+    problems = check_model(model)
+    assert not problems, problems
+    model.train()
+    out = _seeded_forward(model, batch)
+    assert not check_forward_output(out), check_forward_output(out)
+    model.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    assert not gradient_problems(model), gradient_problems(model)
+    return out
+
+
+def _tensors(out: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in out.items() if torch.is_tensor(v)}
+
+
+# ------------------------------------------------------------------------------------- tiny models
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_tiny_model_honours_the_contract(name: str, toy_batch, tmp_path: Path):
+    batch = toy_batch(name)
+    torch.manual_seed(0)
+    model = create_model(name)
+    assert_honours_contract(model, batch)
+
+    # save → create_model(pretrained=path): the same model, output for output, in eval mode
+    model.eval()
+    path = save(model, tmp_path / "model.safetensors")
+    reloaded = create_model(name, pretrained=path).eval()
+    assert dataclasses.asdict(reloaded.config) == dataclasses.asdict(model.config)
+    with torch.no_grad():
+        expected, got = _tensors(_seeded_forward(model, batch)), _tensors(_seeded_forward(reloaded, batch))
+    assert expected.keys() == got.keys() and "loss" in got
+    for key, value in expected.items():
+        assert torch.equal(value, got[key]), f"{name}: output {key!r} differs after save → load"
+
+    info = model_info(name)
+    assert info["name"] == name and info["config_class"] == type(model.config).__name__
+    assert info["num_params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_every_registered_model_is_covered():
+    installed = {n for n in vz.list_models() if model_entry(n).module.startswith("vlzoo.")}
+    assert TINY_MODELS and set(TINY_MODELS) | set(FULL_SIZE_MODELS) == installed
+    assert set(NEEDS_HUB_FILES) <= set(FULL_SIZE_MODELS), "a skip reason names a model that no longer exists"
+
+
+# -------------------------------------------------------------------------------- full-size models
+
+
+@pytest.mark.parametrize("name", FULL_SIZE_MODELS)
+def test_full_size_model_builds_on_meta_and_honours_the_contract(name: str):
+    if name in NEEDS_HUB_FILES:
+        pytest.skip(f"building {name} offline needs hub files: {NEEDS_HUB_FILES[name]}")
+    with torch.device("meta"):
+        model = get_model_config(name).build()
+    assert all(p.is_meta for p in model.parameters())
+    assert check_model(model) == []
+    assert model_info(name)["num_params"] == sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------ a model that breaks it
+
+
+@dataclasses.dataclass
+class BrokenConfig:
+    returns_loss: bool = False
+    uses_every_param: bool = True
+
+    def build(self) -> BrokenModel:
+        return BrokenModel(self)
+
+
+class BrokenModel(nn.Module):
+    """A model as a contributor might first write one: its forward returns logits only, or trains a head
+    that the loss never reaches."""
+
+    def __init__(self, cfg: BrokenConfig):
+        super().__init__()
+        self.config = cfg
+        self.proj = nn.Linear(3, 2)
+        self.unused_head = nn.Linear(2, 2)
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        logits = self.proj(batch["image"].mean((2, 3)))
+        if not self.config.uses_every_param:
+            return {"loss": logits.square().mean()}
+        logits = self.unused_head(logits)
+        return (
+            {"loss": logits.square().mean(), "logits": logits}
+            if self.config.returns_loss
+            else {"logits": logits}
+        )
+
+    def no_weight_decay(self) -> set[str]:
+        return {"proj.bias", "logit_scale"}  # logit_scale: a parameter it doesn't have
+
+
+BROKEN_BATCH = {"image": torch.ones(2, 3, 4, 4)}
+
+
+def test_a_model_whose_forward_returns_no_loss_fails_naming_it():
+    model = BrokenModel(BrokenConfig(returns_loss=False))
+    model.no_weight_decay = lambda: {"proj.bias"}
+    assert check_model(model, BROKEN_BATCH) == ["forward(batch) returned no 'loss' (keys: ['logits'])"]
+    with pytest.raises(AssertionError, match="returned no 'loss'"):
+        assert_honours_contract(model, BROKEN_BATCH)
+
+
+def test_a_model_without_config_fails_naming_it():
+    model = BrokenModel(BrokenConfig(returns_loss=True))
+    del model.config
+    problems = check_model(model)
+    assert problems and "has no 'config' attribute" in problems[0]
+
+
+def test_a_config_without_build_and_a_wrong_no_weight_decay_are_named():
+    model = BrokenModel(BrokenConfig(returns_loss=True))
+    model.config = {"returns_loss": True}  # a dict, not the config dataclass
+    problems = check_model(model)
+    assert "BrokenModel.config (dict) has no build() method" in problems
+    assert any("no_weight_decay() names ['logit_scale']" in p for p in problems)
+
+
+def test_a_trainable_parameter_the_loss_never_reaches_fails_naming_it():
+    model = BrokenModel(BrokenConfig(returns_loss=True, uses_every_param=False))
+    model.no_weight_decay = lambda: {"proj.bias"}
+    with pytest.raises(
+        AssertionError, match=r"trainable parameters \['unused_head.weight', 'unused_head.bias'\]"
+    ):
+        assert_honours_contract(model, BROKEN_BATCH)
+
+
+def test_a_missing_capability_is_a_config_error_naming_the_key_and_the_model():
+    model = BrokenModel(BrokenConfig())
+    assert not has_capability(model, "replaceable_loss")
+    with pytest.raises(
+        ConfigError, match=r"model\.loss: model 'broken-tiny' \(BrokenModel\).*no set_loss\(\)"
+    ):
+        require_capability(model, "replaceable_loss", key="model.loss", model_name="broken-tiny")
+    with pytest.raises(ConfigError, match="unknown capability 'flying'"):
+        has_capability(model, "flying")
