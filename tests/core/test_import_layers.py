@@ -69,18 +69,9 @@ def test_every_name_in_a_public_all_exists(module):
     assert len(set(mod.__all__)) == len(mod.__all__)
 
 
-_SHADOWED = pytest.mark.xfail(
-    strict=True, reason="the function eval.linear_probe hides its module; rename one"
-)
-
-
 @pytest.mark.parametrize(
     "package",
-    [
-        pytest.param(m, marks=_SHADOWED) if m == "vlzoo.core.eval" else m
-        for m in PUBLIC_MODULES
-        if m != "vlzoo.core.distributed"  # a module, not a package
-    ],
+    [m for m in PUBLIC_MODULES if m != "vlzoo.core.distributed"],  # distributed: a module, not a package
 )
 def test_no_public_name_shadows_a_submodule(package):
     """`from vlzoo.core.weights import convert` must not be a function on one day and a module on another."""

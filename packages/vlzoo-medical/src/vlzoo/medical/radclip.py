@@ -293,7 +293,7 @@ class RadCLIP3D(RadCLIP):
         """2D images `[B, C, H, W]` as the 2D model encodes them; volumes `[B, S, C, H, W]` → `encode_volume`."""
         if torch.is_tensor(images) and images.ndim == 5:
             if output_tokens:
-                raise ValueError(
+                raise ConfigError(
                     "output_tokens is for 2D images; encode_volume returns one embedding per volume"
                 )
             return self.encode_volume(images, normalize=normalize)

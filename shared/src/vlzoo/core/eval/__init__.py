@@ -10,7 +10,7 @@ and the registry of evaluation tasks behind `vlzoo eval <task>` and `vlzoo-<doma
 >>> from vlzoo.core.eval import evaluate_retrieval             # a runner: files in, metrics and report out
 >>> evaluate_retrieval("clip-vit-tiny", data="toyworld", out="runs/retrieval")
 
-Modules: `retrieval`, `zeroshot`, `linear_probe` (metrics), `features` (encoding a set), `report` (tables,
+Modules: `retrieval`, `zeroshot`, `probe` (metrics), `features` (encoding a set), `report` (tables,
 JSON, plots), `runners` (the core's tasks and the glue domains share), `tasks` (the task registry).
 Names are imported on first use: the task registry is read whenever a command's parser is built, and the
 report code pulls in matplotlib (seconds).
@@ -28,7 +28,7 @@ from vlzoo.core.eval.features import (
     encode_retrieval_set,
     encode_texts,
 )
-from vlzoo.core.eval.linear_probe import (
+from vlzoo.core.eval.probe import (
     DEFAULT_WEIGHT_DECAYS,
     LogisticRegression,
     fit_logistic_regression,

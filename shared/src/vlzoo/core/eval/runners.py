@@ -31,7 +31,7 @@ from vlzoo.core.data import (
 )
 from vlzoo.core.errors import ConfigError
 from vlzoo.core.eval.features import EncodedRetrievalSet, encode_images, encode_retrieval_set
-from vlzoo.core.eval.linear_probe import linear_probe
+from vlzoo.core.eval.probe import linear_probe
 from vlzoo.core.eval.report import report_metrics
 from vlzoo.core.eval.zeroshot import SIMPLE_TEMPLATES, zeroshot_classifier, zeroshot_metrics
 from vlzoo.core.registry import create_model, get_tokenizer, get_transforms

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vlzoo.core.errors import ConfigError, DataError
+
 __all__ = ["CoAttentionLayer", "FusionConfig", "FusionEncoder", "FusionOutput"]
 
 TEXT, IMAGE = 0, 1  # modality ids of the type embedding (METER uses 2 for a second image in NLVR2)
@@ -46,7 +48,7 @@ class FusionConfig:
         from transformers import BertConfig
 
         if self.hidden_size % self.num_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"fusion hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}"
             )
         return BertConfig(
@@ -179,7 +181,7 @@ class FusionEncoder(nn.Module):
         image_modality: int = IMAGE,
     ) -> FusionOutput:
         if text.ndim != 3 or image.ndim != 3 or text.shape[0] != image.shape[0]:
-            raise ValueError(
+            raise DataError(
                 f"fusion expects text [B, L, D] and image [B, N, D] tokens of one batch, got "
                 f"{tuple(text.shape)} and {tuple(image.shape)}"
             )

@@ -7,6 +7,8 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from vlzoo.core.errors import ConfigError
+
 
 def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
     """Multiplier of the base lr: linear from ~0 to 1 over `warmup_steps`, then cosine down to `min_ratio`."""
@@ -22,5 +24,5 @@ def warmup_cosine(
 ) -> LambdaLR:
     """CLIP's schedule (linear warmup, cosine decay) for every parameter group, each from its own lr."""
     if total_steps <= 0:
-        raise ValueError(f"total_steps must be positive, got {total_steps}")
+        raise ConfigError(f"total_steps must be positive, got {total_steps}")
     return LambdaLR(optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps, min_ratio))
