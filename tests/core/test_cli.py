@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,15 @@ def test_eval_commands_write_reports(toyworld, tmp_path, capsys):
     argv = ["eval", "retrieval", "--model", "clip-vit-tiny", "--data", str(pairs), "--template", "a {}"]
     assert main(argv) == 2
     assert "'retrieval' does not take templates" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list", "--bogus"], ["eval", "retrieval", "--help"]])
+def test_help_and_argument_errors_import_no_torch(argv):
+    code = (
+        "import sys\nfrom vlzoo.core.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'lightning', 'timm', 'transformers', 'matplotlib') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr

@@ -179,3 +179,23 @@ def test_collator_works_with_an_albumentations_transform_in_workers():
     )
     batches = list(loader)
     assert [b["image"].shape for b in batches] == [(4, 3, 32, 32)] * 2
+
+
+def test_a_sample_without_a_caption_among_captioned_ones_is_a_counted_skip():
+    collate = ImageTextCollator(image_transform(CFG, train=False), ClipTokenizer(context_length=16))
+    red = Image.new("RGB", (32, 32), (255, 0, 0))
+    samples = [
+        {"image": red, "text": "a red thing", "id": "a"},
+        {"image": red, "id": "b", "path": "shard-000.tar#000000001"},  # its .txt member was lost
+        {"image": red, "text": "another red thing", "id": "c"},
+    ]
+    batch = collate(samples)
+    assert batch["id"] == ["a", "c"] and batch["text"].input_ids.shape == (2, 16)
+    assert batch["image"].shape[0] == 2
+    assert batch["skipped"] == [
+        ("shard-000.tar#000000001", "no caption, unlike the other samples of its batch")
+    ]
+    labelled = ImageTextCollator(image_transform(CFG, train=False), None)(
+        [{"image": red, "id": "x", "label": 1}]
+    )
+    assert "text" not in labelled and labelled["skipped"] == []  # classification data has no captions at all

@@ -249,3 +249,11 @@ def test_a_registered_decoder_reads_tif_files(tmp_path, monkeypatch):
     assert source[0]["image"].shape == (4, 4, 13)
     assert calls == [str(tmp_path / "bands.tif")]
     assert source[1]["image"].mode == "RGB"  # other extensions keep PIL
+
+
+def test_an_undecodable_image_from_bytes_is_named_by_its_file():
+    from vlzoo.core.data import decode_image
+
+    with pytest.raises(Exception, match=r"cannot identify image file 'shards/train-000\.tar/42\.png'") as err:
+        decode_image(b"not a png at all", "shards/train-000.tar/42.png")
+    assert "BytesIO" not in str(err.value)

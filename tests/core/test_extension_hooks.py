@@ -40,7 +40,9 @@ class _Numbers(Dataset):
 
 
 def test_a_registered_kind_is_picked_by_name_and_by_its_longest_suffix():
-    register_data_kind("test-numbers", lambda p, s, c, o: _Numbers(p, s, c, o), suffixes=(".num.gz",))
+    register_data_kind(
+        "test-numbers", lambda p, s, c, o: _Numbers(p, s, c, o), suffixes=(".num.gz",), options=("bands",)
+    )
     register_data_kind("test-gz", lambda p, s, c, o: _Numbers(p, s, c), suffixes=(".gz",))
     assert infer_data_kind("/data/a.num.gz") == "test-numbers"
     assert infer_data_kind("/data/a.gz") == "test-gz"

@@ -407,3 +407,22 @@ def test_hf_hub_missing_file_is_a_download_error(hf_server):
     spec = WeightSpec.parse("hf-hub:org/repo/absent.safetensors")
     with pytest.raises(DownloadError, match=r"no file 'absent\.safetensors' in org/repo"):
         download(spec, progress=False)
+
+
+def test_offline_hf_lookup_never_calls_huggingface_hub(hf_server, monkeypatch):
+    """Even `hf_hub_download(local_files_only=True)` may resolve the hub's host: offline, it is not called."""
+    import huggingface_hub
+
+    _hf_route(hf_server)
+    spec = WeightSpec.parse("hf-hub:org/repo/open_clip_model.safetensors", sha256=PAYLOAD_SHA)
+    cached = download(spec, progress=False)
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setenv("VLZOO_OFFLINE", "1")
+
+    assert download(spec, progress=False) == cached
+    with pytest.raises(DownloadError) as info:
+        download(WeightSpec.parse("hf-hub:org/repo/never_fetched.safetensors"), progress=False)
+    assert calls == []
+    message = str(info.value)
+    assert "\n" not in message and "never_fetched.safetensors" in message and "VLZOO_OFFLINE=1" in message

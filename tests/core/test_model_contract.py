@@ -3,7 +3,8 @@ is tested by registering it.
 
 Every tiny model: build, `forward(batch)` on a batch of its own toy data gives a finite scalar loss, backward
 reaches exactly the trainable parameters, save → `create_model(pretrained=path)` gives identical outputs,
-`model_info` works offline. Every full-size model: built on the meta device and checked statically.
+`model_info` works offline. Every full-size model: built on the meta device from its configs alone
+(`structure_only`: no pretrained tower, hub config or tokenizer is fetched, offline) and checked statically.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import torch
 from torch import nn
 
 import vlzoo.core as vz
-from vlzoo.core.errors import ConfigError
+from vlzoo.core import WeightSpec, register_model, registry
+from vlzoo.core.errors import ConfigError, WeightsError
 from vlzoo.core.models import check_forward_output, check_model, has_capability, require_capability, toy_data
 from vlzoo.core.registry import create_model, get_model_config, model_entry, model_info
+from vlzoo.core.towers import structure_only
 from vlzoo.core.train import ImageTextDataModule
 from vlzoo.core.weights.checkpoint import save
 
@@ -28,16 +31,6 @@ from vlzoo.core.weights.checkpoint import save
 INSTALLED_MODELS = [n for n in vz.list_models() if model_entry(n).module.startswith("vlzoo.")]
 TINY_MODELS = [n for n in INSTALLED_MODELS if "tiny" in n]
 FULL_SIZE_MODELS = sorted(set(INSTALLED_MODELS) - set(TINY_MODELS))
-
-# Full-size models whose towers read files from the Hugging Face hub even to be built (a text tower's config
-# and tokenizer, or timm's pretrained weights fetched at construction): the test env is offline.
-NEEDS_HUB_FILES = {
-    "conceptclip-so400m": "its SigLIP text tower's config and tokenizer (google/siglip-so400m-patch14-384)",
-    "priorclip-closed-swin-t": "bert-base-uncased (text tower) and timm's swin_tiny / resnet50 weights",
-    "priorclip-open-vit-b-32": "timm's resnet50 weights (the prior encoder, timm_pretrained=True)",
-    "ptunifier-base": "allenai/biomed_roberta_base (text tower) and timm's CLIP ViT-B/16 weights",
-    "rs-m-clip-vit-b-32": "xlm-roberta-base (text tower config and tokenizer)",
-}
 
 # One writer per family; the med-toyworld writer makes the 2D, 3D and concept files at once.
 _GENERATE = {
@@ -154,7 +147,6 @@ def test_tiny_model_honours_the_contract(name: str, toy_batch, tmp_path: Path):
 def test_every_registered_model_is_covered():
     installed = {n for n in vz.list_models() if model_entry(n).module.startswith("vlzoo.")}
     assert TINY_MODELS and set(TINY_MODELS) | set(FULL_SIZE_MODELS) == installed
-    assert set(NEEDS_HUB_FILES) <= set(FULL_SIZE_MODELS), "a skip reason names a model that no longer exists"
 
 
 # -------------------------------------------------------------------------------- full-size models
@@ -162,13 +154,101 @@ def test_every_registered_model_is_covered():
 
 @pytest.mark.parametrize("name", FULL_SIZE_MODELS)
 def test_full_size_model_builds_on_meta_and_honours_the_contract(name: str):
-    if name in NEEDS_HUB_FILES:
-        pytest.skip(f"building {name} offline needs hub files: {NEEDS_HUB_FILES[name]}")
-    with torch.device("meta"):
+    with structure_only(), torch.device("meta"):
         model = get_model_config(name).build()
     assert all(p.is_meta for p in model.parameters())
     assert check_model(model) == []
     assert model_info(name)["num_params"] == sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------- vlzoo's own training checkpoint as pretrained=
+
+
+@pytest.fixture(scope="module")
+def lightning_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nn.Module]:
+    """A `last.ckpt` as `vlzoo fit` writes it (Lightning's checkpoint of ZooModule, weights under `model.`),
+    of a run with a model override, and the zoo model it holds."""
+    import lightning as L
+
+    from vlzoo.core.train import ZooModule
+
+    torch.manual_seed(0)
+    module = ZooModule(model="clip-vit-tiny", model_overrides={"vision": {"image_size": 48}})
+    root = tmp_path_factory.mktemp("lightning_ckpt")
+    trainer = L.Trainer(
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=root
+    )
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(root / "last.ckpt")
+    return root / "last.ckpt", module.model
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    theirs = b.state_dict()
+    return a.state_dict().keys() == theirs.keys() and all(
+        torch.equal(v, theirs[k]) for k, v in a.state_dict().items()
+    )
+
+
+def test_a_lightning_last_ckpt_loads_as_pretrained_with_the_runs_config(lightning_ckpt):
+    path, trained = lightning_ckpt
+    model = create_model("clip-vit-tiny", pretrained=path)
+    assert model.config.vision.image_size == 48  # the run's model_overrides, read from the checkpoint
+    assert _same_weights(model, trained)
+
+
+def test_a_lightning_last_ckpt_starts_a_recipe_through_model_pretrained(lightning_ckpt):
+    from vlzoo.core.train import ZooModule
+
+    path, trained = lightning_ckpt
+    assert _same_weights(ZooModule(model="clip-vit-tiny", pretrained=str(path)).model, trained)
+
+
+def test_another_models_lightning_ckpt_is_refused_by_name(lightning_ckpt):
+    path, _ = lightning_ckpt
+    with pytest.raises(
+        WeightsError, match=r"training checkpoint of 'clip-vit-tiny', not of 'siglip-vit-tiny'"
+    ):
+        create_model("siglip-vit-tiny", pretrained=path)
+
+
+def test_a_run_started_from_a_tag_reloads_with_what_that_tags_weights_need(lightning_ckpt, tmp_path: Path):
+    """A run from weights that need QuickGELU saves QuickGELU weights: its checkpoint is rebuilt with it."""
+    quick = WeightSpec.from_url(
+        "http://127.0.0.1:9/never-fetched.safetensors",
+        "0" * 64,
+        config_overrides={"text": {"act": "quick_gelu"}},
+    )
+    register_model("contract-ckpt-probe", pretrained={"quick": quick})(
+        lambda: get_model_config("clip-vit-tiny")
+    )
+    try:
+        _, trained = lightning_ckpt
+        state = {f"model.{k}": v for k, v in trained.state_dict().items()}
+        hparams = {
+            "model": "contract-ckpt-probe",
+            "pretrained": "quick",
+            "model_overrides": {"vision": {"image_size": 48}},
+        }
+        torch.save({"state_dict": state, "hyper_parameters": hparams, "epoch": 1}, tmp_path / "last.ckpt")
+        model = create_model("contract-ckpt-probe", pretrained=tmp_path / "last.ckpt")
+        assert (model.config.text.act, model.config.vision.image_size) == ("quick_gelu", 48)
+    finally:
+        registry._REGISTRY.pop("contract-ckpt-probe", None)
+
+
+def test_a_checkpoint_of_a_run_that_started_from_itself_loads(lightning_ckpt, tmp_path: Path):
+    """`--model.pretrained runs/a/last.ckpt` with the run writing runs/a/last.ckpt again: no endless lookup."""
+    _, trained = lightning_ckpt
+    path = tmp_path / "last.ckpt"
+    state = {f"model.{k}": v for k, v in trained.state_dict().items()}
+    hparams = {
+        "model": "clip-vit-tiny",
+        "pretrained": str(path),
+        "model_overrides": {"vision": {"image_size": 48}},
+    }
+    torch.save({"state_dict": state, "hyper_parameters": hparams}, path)
+    assert _same_weights(create_model("clip-vit-tiny", pretrained=path), trained)
 
 
 # ------------------------------------------------------------------------ a model that breaks it

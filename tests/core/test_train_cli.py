@@ -176,3 +176,31 @@ def test_a_fresh_fit_shows_its_skipped_samples_and_no_false_warnings(tmp_path):
     assert cli.trainer.progress_bar_metrics["skipped"] == len(broken)
     assert "exists and is not empty" not in output
     assert "args parameter is intended" not in output
+
+
+def test_every_unknown_key_is_named_at_once_without_a_usage_dump(tmp_path):
+    recipe = _recipe(
+        tmp_path / "r.yaml",
+        tmp_path / "runs",
+        data=str(tmp_path / "missing.json"),
+        model={"lrr": 0.1},
+        trainer={"max_epoch": 2},
+    )
+    spec = yaml.safe_load(recipe.read_text())
+    spec["data"]["batch_sise"] = 4
+    recipe.write_text(yaml.safe_dump(spec))
+    result = _run("fit", "-c", str(recipe), "--model.warmup_step=3")
+    assert result.returncode == 2
+    for key, suggestion in [
+        ("model.lrr", "model.lr"),
+        ("data.batch_sise", "data.batch_size"),
+        ("trainer.max_epoch", "trainer.max_epochs"),
+        ("model.warmup_step", "model.warmup_steps"),
+    ]:
+        assert f"'{key}' (did you mean {suggestion}?)" in result.stderr
+    assert "usage:" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    bad_type = _run(
+        "fit", "-c", str(_recipe(tmp_path / "t.yaml", tmp_path / "runs", "x.json")), "--model.lr=fast"
+    )
+    assert bad_type.returncode == 2 and "usage:" not in bad_type.stderr
+    assert 'Parser key "model.lr"' in bad_type.stderr and "fast" in bad_type.stderr

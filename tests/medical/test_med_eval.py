@@ -163,3 +163,46 @@ def test_eval_concepts_scores_every_concept_of_the_split(med_toyworld, tmp_path:
 def test_itm_needs_a_matching_head(med_toyworld, capsys):
     assert _run("itm", "--model", "radclip-tiny", "--data-dir", str(med_toyworld.root)) == 2
     assert "radclip-tiny has no itm_scores()" in capsys.readouterr().err
+
+
+def test_eval_3d_names_the_unreadable_volumes_and_fails_above_the_threshold(tmp_path: Path, capsys):
+    from vlzoo.medical.data import write_med_toyworld
+
+    files = write_med_toyworld(tmp_path / "med", n_train=1, n_val=20, n_test=1, seed=3)
+    broken = [files.root / "volumes" / "val" / f"{i:06d}.nii.gz" for i in (3, 9, 15)]
+    for path in broken:
+        path.write_bytes(b"not a volume")
+    argv = ["retrieval-3d", "--model", "radclip-3d-tiny", "--data-dir", str(files.root)]
+    assert _run(*argv) == 2  # 3 of 20 is more than the default 1%
+    err = capsys.readouterr().err
+    assert "3 of 20 samples (15.0%) could not be read" in err
+    assert all(f"{path}: DataError" in err and "not a readable NIfTI file" in err for path in broken)
+
+    out = tmp_path / "report"
+    assert _run(*argv, "--max-skip-rate", "0.2", "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["images"], metrics["skipped"], metrics["samples_seen"]) == (17, 3, 20)
+    assert [e["path"] for e in metrics["skipped_examples"]] == [str(p) for p in broken]
+    assert all("not a readable NIfTI file" in e["reason"] for e in metrics["skipped_examples"])
+    printed = capsys.readouterr().out
+    assert "3 of 20 samples skipped (15.0%), the metrics are over the other 17" in printed
+    assert all(str(path) in printed for path in broken)
+
+
+def test_itm_says_how_many_images_it_could_not_pair(med_toyworld, tmp_path: Path):
+    out = tmp_path / "itm7"
+    argv = [
+        "eval",
+        "itm",
+        "--model",
+        "ptunifier-tiny",
+        "--data-dir",
+        str(med_toyworld.root),
+        "--split",
+        "val",
+    ]
+    assert main([*argv, "--workers", "0", "--batch-size", "7", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # 8 images in batches of 7: the eighth has no other image to be a negative with, and is not scored
+    assert metrics["unpaired_images"] == 1 and metrics["positives"] == 7 * 3
+    assert (metrics["skipped"], metrics["samples_seen"]) == (0, 8)

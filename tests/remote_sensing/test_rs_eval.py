@@ -167,3 +167,30 @@ def test_eval_command_reports_bad_data_as_an_error(rs_model, tmp_path, capsys):
     missing = tmp_path / "nope.json"
     assert main(["eval", "retrieval", "--model", rs_model, "--data", str(missing), "--workers", "0"]) == 2
     assert "nope.json: file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["retrieval", "zeroshot"])
+def test_eval_names_the_unreadable_scenes_and_fails_above_the_threshold(task, rs_model, tmp_path, capsys):
+    from vlzoo.remote_sensing.data import write_rs_toyworld
+
+    data = write_rs_toyworld(tmp_path / "rs", n_train=1, n_val=1, n_test=20, seed=3)
+    test = RSKarpathySplits(data, "test")
+    broken = [str(test.records[i].image_path) for i in (3, 9, 15)]
+    for path in broken:
+        with open(path, "r+b") as f:  # a GeoTIFF cut short: the header survives, the pixels don't
+            f.truncate(200)
+    argv = ["eval", task, "--model", rs_model, "--data", str(data), "--workers", "0"]
+    assert main(argv) == 2  # 3 of 20 is more than the default 1%
+    err = capsys.readouterr().err
+    assert "3 of 20 samples (15.0%) could not be read" in err
+    assert all(f"{path}: " in err for path in broken)
+
+    out = tmp_path / "report"
+    assert main([*argv, "--max-skip-rate", "0.2", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["images"], metrics["skipped"], metrics["samples_seen"]) == (17, 3, 20)
+    assert [e["path"] for e in metrics["skipped_examples"]] == broken
+    assert all(e["reason"] for e in metrics["skipped_examples"])
+    printed = capsys.readouterr().out
+    assert "3 of 20 samples skipped (15.0%), the metrics are over the other 17" in printed
+    assert all(path in printed for path in broken)

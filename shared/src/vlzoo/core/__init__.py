@@ -14,6 +14,8 @@ costs no torch, and `vz.train` (Lightning) only when it is asked for.
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,23 @@ from vlzoo.core.errors import (
 )
 
 __version__ = "0.1.0"
+
+
+def _propagate_offline() -> None:
+    """`VLZOO_OFFLINE=1` puts huggingface_hub, transformers and timm (which downloads through
+    huggingface_hub) offline too. They read their flags when imported, and nothing heavy is imported before
+    this module, so setting them here means no hub host is ever resolved: without it, a
+    `local_files_only` lookup still asks DNS for the hub."""
+    if os.environ.get("VLZOO_OFFLINE", "").strip().lower() not in {"1", "true", "yes", "on"}:
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # imported before vlzoo: its flag was read already, so set it directly
+        constants.HF_HUB_OFFLINE = True
+
+
+_propagate_offline()
 
 # Public name → the module that defines it.
 _LAZY_NAMES = {
@@ -49,6 +68,7 @@ _LAZY_NAMES = {
     "get_transforms": "vlzoo.core.registry",
     "list_models": "vlzoo.core.registry",
     "model_info": "vlzoo.core.registry",
+    "preprocessing_config": "vlzoo.core.registry",
     "register_model": "vlzoo.core.registry",
     "resolve_config": "vlzoo.core.registry",
 }
@@ -86,6 +106,7 @@ __all__ = [
     "losses",
     "model_info",
     "models",
+    "preprocessing_config",
     "register_model",
     "resolve_config",
     "towers",
@@ -121,6 +142,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
         get_transforms,
         list_models,
         model_info,
+        preprocessing_config,
         register_model,
         resolve_config,
     )

@@ -86,18 +86,25 @@ def _cmd_shards(args: argparse.Namespace) -> int:
         source = ImageFolderClasses(source_path)
     else:
         kind = data_kind(args.source)
+        # only the keys given: each format has its own defaults (CSV filepath/title, JSONL image/text)
+        keys = {k: v for k, v in (("img_key", args.img_key), ("caption_key", args.caption_key)) if v}
         readers: dict[str, Callable[[], Any]] = {
-            "csv": lambda: CsvPairs(source_path, img_key=args.img_key, caption_key=args.caption_key),
-            "tsv": lambda: CsvPairs(
-                source_path, img_key=args.img_key, caption_key=args.caption_key, sep="\t"
-            ),
-            "jsonl": lambda: JsonlPairs(source_path, img_key=args.img_key, caption_key=args.caption_key),
+            "csv": lambda: CsvPairs(source_path, **keys),
+            "tsv": lambda: CsvPairs(source_path, sep="\t", **keys),
+            "jsonl": lambda: JsonlPairs(source_path, **keys),
             "karpathy": lambda: KarpathySplits(source_path, split=args.split, captions="all"),
         }
         if kind not in readers:
             raise VlzooError(f"{args.source}: cannot write shards from {kind} data")
         source = readers[kind]()
-    paths = write_shards(source, args.pattern, max_size_bytes=int(args.max_size), max_count=args.max_count)
+    paths = write_shards(
+        source,
+        args.pattern,
+        max_size_bytes=int(args.max_size),
+        max_count=args.max_count,
+        resume=not args.overwrite,
+        log=print,
+    )
     print(f"wrote {len(paths)} shards: {paths[0]} ... {paths[-1]}" if paths else "no samples written")
     return 0
 
@@ -165,10 +172,15 @@ def _configure_shards(p: argparse.ArgumentParser) -> None:
     p.add_argument("source")
     p.add_argument("pattern", help="printf-style shard path, e.g. shards/train-%%06d.tar")
     p.add_argument("--split", default="train", help="split of a Karpathy JSON")
-    p.add_argument("--img-key", default="filepath")
-    p.add_argument("--caption-key", default="title")
+    p.add_argument("--img-key", default=None, help="image column/key (default: CSV filepath, JSONL image)")
+    p.add_argument("--caption-key", default=None, help="caption column/key (default: CSV title, JSONL text)")
     p.add_argument("--max-size", type=float, default=1e9, help="bytes per shard at most")
     p.add_argument("--max-count", type=int, default=10_000, help="samples per shard at most")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write every shard again (default: keep the complete shards of an earlier run and continue)",
+    )
     p.set_defaults(func=_cmd_shards)
 
 

@@ -172,7 +172,7 @@ def run_demo(
 
     test = build_source(str(index), generated.kind, "test", "all", {"train": False})
     model = module.model.eval()
-    encoded = encode_retrieval_set(model, eval_loader(spec.model, test, spec.batch_size))
+    encoded = encode_retrieval_set(model, eval_loader(model, test, spec.batch_size))
     metrics = encoded.metrics()
     key = f"text_to_image_R@{spec.k}"
     if key not in metrics:

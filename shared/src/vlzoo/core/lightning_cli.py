@@ -5,16 +5,20 @@ Domain packages reuse `run_lightning_cli` with their own defaults (`vlzoo-medica
 
 from __future__ import annotations
 
+import difflib
 import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
+from vlzoo.core.errors import ConfigError
 from vlzoo.core.train import ExportWeights, ImageTextDataModule, ZooModule
 from vlzoo.core.train.callbacks import SkippedSamplesMonitor, run_dir
 from vlzoo.core.train.checkpointing import (
@@ -40,6 +44,7 @@ class VlzooCLI(LightningCLI):
             parser.set_defaults(self.defaults)
         parser.link_arguments("model.model", "data.model")
         parser.link_arguments("model.model_overrides", "data.model_overrides")
+        parser.link_arguments("model.pretrained", "data.pretrained")
         parser.add_argument(
             "--checkpoint_every", type=int, default=200, help="save last.ckpt every this many optimizer steps"
         )
@@ -74,6 +79,24 @@ class VlzooCLI(LightningCLI):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             config["plugins"] = [*plugins, AtomicCheckpointIO()]
         return super()._instantiate_trainer(config, callbacks)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # Every unknown key of the recipe and the overrides at once, with suggestions, and argument errors
+        # as one line: jsonargparse stops at the first and prints an 85-line usage before it.
+        argv = list(sys.argv[1:] if args is None else args)
+        if argv and argv[0] in SUBCOMMANDS and not {"-h", "--help"} & set(argv):
+            check_recipe_keys(parser._subcommands_action._name_parser_map[argv[0]], argv[1:], argv[0])
+        parsers = [parser, *parser._subcommands_action._name_parser_map.values()]
+        exits = [p.exit_on_error for p in parsers]
+        for p in parsers:
+            p.exit_on_error = False
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise ConfigError(" ".join(str(err).split()) or repr(err)) from None
+        finally:
+            for p, exit_on_error in zip(parsers, exits):
+                p.exit_on_error = exit_on_error
 
     def _parse_ckpt_path(self) -> None:
         # Lightning reads the hyperparameters of a given checkpoint file while parsing: a broken one must be
@@ -132,6 +155,56 @@ class VlzooCLI(LightningCLI):
         if metrics:
             parts.append(", ".join(f"{k} {v:.3g}" for k, v in sorted(metrics.items())))
         rank_zero_info(" · ".join(parts))
+
+
+def check_recipe_keys(parser: LightningArgumentParser, argv: list[str], subcommand: str = "fit") -> None:
+    """Raise one `ConfigError` naming every key of the `--config` files and `--key value` overrides in
+    `argv` that the subcommand's `parser` does not take, each with its closest known key."""
+    defaults = parser.get_defaults()
+    leaves = set(defaults.keys())
+    known = leaves | set(defaults.keys(branches=True))
+    given: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            given += _recipe_keys(argv[i + 1], known, leaves)
+        elif arg.startswith("--config="):
+            given += _recipe_keys(arg.split("=", 1)[1], known, leaves)
+        elif arg.startswith("--") and not arg.startswith("--print_config"):
+            given.append(arg[2:].split("=", 1)[0].rstrip("+"))
+    unknown = [k for k in dict.fromkeys(given) if not _is_known(k, known, leaves)]
+    if unknown:
+        listed = "; ".join(_with_suggestion(k, sorted(known)) for k in unknown)
+        raise ConfigError(f"{subcommand}: unknown key{'s' if len(unknown) > 1 else ''}: {listed}")
+
+
+def _is_known(key: str, known: set[str], leaves: set[str]) -> bool:
+    # A dict-valued setting (model_overrides, data.generate, ...) checks its own keys later.
+    return key in known or any(key.startswith(leaf + ".") for leaf in leaves)
+
+
+def _recipe_keys(path: str, known: set[str], leaves: set[str]) -> list[str]:
+    try:
+        recipe = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return []  # jsonargparse reports an unreadable recipe itself
+    keys: list[str] = []
+
+    def walk(tree: Any, prefix: str) -> None:
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            if name in leaves or not (isinstance(value, dict) and name in known):
+                keys.append(name)
+            else:
+                walk(value, name + ".")
+
+    if isinstance(recipe, dict):
+        walk(recipe, "")
+    return keys
+
+
+def _with_suggestion(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"{key!r} (did you mean {close[0]}?)" if close else repr(key)
 
 
 def run_lightning_cli(

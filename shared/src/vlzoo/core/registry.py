@@ -23,6 +23,7 @@ from torch import nn
 from vlzoo.core.data.transforms import model_transform
 from vlzoo.core.errors import ConfigError, UnknownModelError
 from vlzoo.core.plugins import ENTRY_POINT_GROUP, discover_plugins, register_unique
+from vlzoo.core.towers.structure import structure_only
 from vlzoo.core.towers.text import build_tokenizer
 from vlzoo.core.weights.checkpoint import PretrainedSource, load_weights, resolve_pretrained
 from vlzoo.core.weights.spec import WeightSpec
@@ -244,30 +245,65 @@ def _check_required(required: Mapping[str, Any], overrides: Mapping[str, Any], w
             raise ConfigError(f"{what} need {key}={need[key]!r}, not {asked[key]!r}")
 
 
-def get_tokenizer(name: str, **overrides: Any):
-    """The model's tokenizer: its config's own `tokenizer()` if it has one (a vocabulary built in memory, as a
-    tiny model with no hub files needs), else the one its text tower was configured with (CLIP BPE or HF)."""
-    cfg = get_model_config(name, **overrides)
+def preprocessing_config(
+    model: str | nn.Module, pretrained: str | Path | None = None, **overrides: Any
+) -> Any:
+    """The config that a model's preprocessing and tokenizer come from, the same one its weights were built
+    with: a built model's own `config` (as `create_model` resolved it, with the config saved beside its
+    weights), else `resolve_config(name, pretrained, **overrides)`. The one function behind `get_transforms`
+    and `get_tokenizer`: a model fine-tuned with another image size, normalization or context length is fed
+    as it was trained, never with the registered defaults."""
+    if isinstance(model, nn.Module):
+        if pretrained is not None or overrides:
+            raise ConfigError(
+                "preprocessing of a built model comes from its own config: give pretrained= or overrides to "
+                "create_model, not here"
+            )
+        cfg = getattr(model, "config", None)
+        if cfg is None:
+            raise ConfigError(f"{type(model).__name__} has no `config`: it is not a vlzoo model")
+        return cfg
+    return resolve_config(model, pretrained, **overrides)[0]
+
+
+def _label(model: str | nn.Module) -> str:
+    return model if isinstance(model, str) else getattr(model, "vlzoo_name", type(model).__name__)
+
+
+def get_tokenizer(model: str | nn.Module, pretrained: str | Path | None = None, **overrides: Any):
+    """The tokenizer of a model (a registered name, with the `pretrained` weights it will load and its
+    `overrides`, or a built model): its config's own `tokenizer()` if it has one (a vocabulary built in memory,
+    as a tiny model with no hub files needs), else the one its text tower was configured with."""
+    cfg = preprocessing_config(model, pretrained, **overrides)
     own = getattr(cfg, "tokenizer", None)
     if callable(own):
         return own()
     if getattr(cfg, "text", None) is None:
-        raise ConfigError(f"model {name!r} has no text tower, so no tokenizer")
+        raise ConfigError(f"model {_label(model)!r} has no text tower, so no tokenizer")
     return build_tokenizer(cfg.text)
 
 
-def get_transforms(name: str, train: bool, albumentations: Any | None = None, **overrides: Any):
-    """The model's preprocessing: its config's own `transform()` if it has one, else resize, crop, tensor
-    and normalize from its vision config (with `albumentations` augmentations before, when given)."""
-    return model_transform(get_model_config(name, **overrides), train=train, albumentations=albumentations)
+def get_transforms(
+    model: str | nn.Module,
+    train: bool,
+    albumentations: Any | None = None,
+    pretrained: str | Path | None = None,
+    **overrides: Any,
+):
+    """The preprocessing of a model (as for `get_tokenizer`): its config's own `transform()` if it has one,
+    else resize, crop, tensor and normalize from its vision config (with `albumentations` augmentations
+    before, when given)."""
+    cfg = preprocessing_config(model, pretrained, **overrides)
+    return model_transform(cfg, train=train, albumentations=albumentations)
 
 
 def model_info(name: str) -> dict[str, Any]:
-    """Config (as a dict), parameter count and pretrained tags of a model; builds it once on the meta device."""
+    """Config (as a dict), parameter count and pretrained tags of a model; builds it once on the meta device
+    from its configs alone (`structure_only`): no weights are downloaded or loaded, whatever the config asks."""
     base, _ = split_model_name(name)
     entry = model_entry(base)
     cfg = get_model_config(base)
-    with torch.device("meta"):
+    with structure_only(), torch.device("meta"):
         model = cfg.build()
     return {
         "name": base,

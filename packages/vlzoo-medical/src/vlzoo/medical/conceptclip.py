@@ -54,7 +54,13 @@ from vlzoo.core.distributed import all_gather_features
 from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.losses import SigLipLoss
 from vlzoo.core.models import CLIPConfig, DualEncoder
-from vlzoo.core.towers import TextTowerConfig, TokenizedText, VisionTowerConfig, build_tokenizer
+from vlzoo.core.towers import (
+    TextTowerConfig,
+    TokenizedText,
+    VisionTowerConfig,
+    build_tokenizer,
+    register_hf_config,
+)
 from vlzoo.core.weights import cache_dir
 
 __all__ = [
@@ -532,6 +538,30 @@ def tiny_medical_bert_dir() -> str:
 
 
 # ------------------------------------------------------------------------------------------ registry
+
+
+# PubMedBERT's config.json (as the fine-tunes naming it as their base repeat it), so that the text tower's
+# architecture builds without the hub.
+register_hf_config(
+    PUBMEDBERT,
+    {
+        "model_type": "bert",
+        "vocab_size": 30522,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+    },
+)
 
 
 @register_model("conceptclip-so400m")

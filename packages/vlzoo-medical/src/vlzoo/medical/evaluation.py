@@ -40,6 +40,7 @@ from vlzoo.core.eval import (
     eval_loader,
     evaluate_retrieval,
     evaluate_zeroshot,
+    evaluation_runner,
     load_eval_model,
     report_metrics,
     save_figure,
@@ -103,6 +104,7 @@ def _model(model: str | nn.Module, pretrained: str | None, method: str, task: st
 # ------------------------------------------------------------------------------------- 2D, core tasks
 
 
+@evaluation_runner
 def evaluate_med_retrieval(
     model: str | nn.Module,
     *,
@@ -121,6 +123,7 @@ def evaluate_med_retrieval(
     return evaluate_retrieval(model, data=path, batch_size=batch_size, out=out, **options)
 
 
+@evaluation_runner
 def evaluate_med_zeroshot(
     model: str | nn.Module,
     *,
@@ -145,6 +148,7 @@ def evaluate_med_zeroshot(
 # ------------------------------------------------------------------------------------------ 3D retrieval
 
 
+@evaluation_runner
 @torch.inference_mode()
 def evaluate_volume_retrieval(
     model: str | nn.Module,
@@ -165,12 +169,12 @@ def evaluate_volume_retrieval(
     net, name = _model(model, pretrained, "encode_volume", "retrieval-3d")
     path = resolve_data("retrieval-3d", data, data_dir)
     source = build_source(path, _kind(path, data_kind, "volume-reports"), split, "all", {"train": False})
-    encoded = encode_retrieval_set(net, eval_loader(name, source, batch_size, workers))
+    encoded = encode_retrieval_set(net, eval_loader(net, source, batch_size, workers))
     metrics = encoded.metrics()
     report_metrics(metrics, f"{name} volume-report retrieval on {data} ({split})", out, **encoded.plots())
     if out is None:
         return metrics
-    batch = _first_batch(name, source, n_attention)
+    batch = _first_batch(net, source, n_attention)
     if batch is not None:
         _, attention = net.encode_volume(
             batch["image"], slice_mask=batch.get("slice_mask"), return_attention=True
@@ -185,7 +189,7 @@ def evaluate_volume_retrieval(
     return metrics
 
 
-def _first_batch(model_name: str, source: Dataset, n: int) -> dict[str, Any] | None:
+def _first_batch(net: nn.Module, source: Dataset, n: int) -> dict[str, Any] | None:
     """One batch of the first `n` readable samples (model preprocessing, every caption)."""
     keep: list[int] = []
     for i in range(len(source)):
@@ -195,7 +199,8 @@ def _first_batch(model_name: str, source: Dataset, n: int) -> dict[str, Any] | N
             keep.append(i)
     if not keep:
         return None
-    return next(iter(eval_loader(model_name, Subset(source, keep), batch_size=len(keep), workers=0)))
+    loader = eval_loader(net, Subset(source, keep), batch_size=len(keep), workers=0, count_skips=False)
+    return next(iter(loader))
 
 
 def _texts_by_image(batch: dict[str, Any]) -> list[list[str]]:
@@ -278,6 +283,7 @@ def plot_slice_attention(
 # ---------------------------------------------------------------------------------------------- ITM
 
 
+@evaluation_runner
 @torch.inference_mode()
 def evaluate_itm(
     model: str | nn.Module,
@@ -293,14 +299,16 @@ def evaluate_itm(
 ) -> dict[str, Any]:
     """Image-text matching accuracy: every caption with its own image (a positive) and with the next image
     of its batch (a negative, unless that image has the very same caption); a pair is called a match when
-    `itm_scores > 0.5`. Also the ranking accuracy: how often a caption scores higher with its own image."""
+    `itm_scores > 0.5`. Also the ranking accuracy: how often a caption scores higher with its own image.
+    An image alone in its batch (no other to make a negative) is not scored; `unpaired_images` counts it."""
     net, name = _model(model, pretrained, "itm_scores", "image-text matching")
     path = resolve_data("itm", data, data_dir)
     source = build_source(path, _kind(path, data_kind, "karpathy"), split, "all", {"train": False})
-    positives, negatives, ranked = [], [], []
-    for batch in eval_loader(name, source, batch_size, workers):
+    positives, negatives, ranked, unpaired = [], [], [], 0
+    for batch in eval_loader(net, source, batch_size, workers):
         n = len(batch["image"])
         if n < 2:
+            unpaired += n
             continue
         owners = batch.get("text_to_image", torch.arange(n))
         positive = net.itm_scores({**batch, "text_to_image": owners}).float().cpu()
@@ -316,6 +324,7 @@ def evaluate_itm(
     pos, neg, rank = torch.cat(positives), torch.cat(negatives), torch.cat(ranked)
     metrics = itm_metrics(pos, neg)
     metrics["ranking_accuracy"] = 100.0 * rank.float().mean().item() if len(rank) else float("nan")
+    metrics["unpaired_images"] = unpaired  # the metrics are over fewer images: say so
     report_metrics(metrics, f"{name} image-text matching on {data} ({split})", out)
     if out is not None:
         plot_itm_scores(pos, neg, Path(out) / "itm_scores.png")
@@ -353,6 +362,7 @@ def plot_itm_scores(positive: torch.Tensor, negative: torch.Tensor, path: str | 
 # ----------------------------------------------------------------------------------- concept detection
 
 
+@evaluation_runner
 @torch.inference_mode()
 def evaluate_concepts(
     model: str | nn.Module,
@@ -379,7 +389,7 @@ def evaluate_concepts(
         raise DataError(f"{data}: no concept spans in split {split!r}")
     cuis, names = list(vocabulary), list(vocabulary.values())
     scores, targets = [], []
-    for batch in eval_loader(name, source, batch_size, workers, captions=False):
+    for batch in eval_loader(net, source, batch_size, workers, captions=False):
         if len(batch["image"]) == 0:
             continue
         scores.append(_concept_scores(net, batch["image"], names))
@@ -397,7 +407,7 @@ def evaluate_concepts(
     report_metrics(metrics, f"{name} concept detection on {data} ({split})", out)
     if out is None:
         return metrics
-    batch = _first_batch(name, source, n_maps)
+    batch = _first_batch(net, source, n_maps)
     if batch is not None:
         shown = sorted({c["name"] for concepts in batch["concepts"] for c in concepts})
         maps = net.concept_similarity_map(batch["image"], shown)

@@ -56,7 +56,10 @@ from vlzoo.core.towers import (
     TokenizedText,
     VisionTower,
     VisionTowerConfig,
+    build_hf_encoder,
     build_tokenizer,
+    is_structure_only,
+    register_hf_config,
 )
 
 __all__ = [
@@ -217,6 +220,16 @@ class TextVocabulary:
             torch.tensor(starts, dtype=torch.bool),
         )
 
+    @classmethod
+    def placeholder(cls, config: Any) -> TextVocabulary:
+        """The tables' shapes without a tokenizer, for a structure-only build (`vlzoo info`): ids from the
+        encoder's config (RoBERTa's `<mask>` is its last id), no token marked special or word start."""
+        size = config.vocab_size
+        empty = torch.zeros(size, dtype=torch.bool)
+        return cls(
+            config.bos_token_id, config.eos_token_id, config.pad_token_id, size - 1, empty, empty.clone()
+        )
+
 
 # ------------------------------------------------------------------------------- the paper's pieces
 
@@ -348,13 +361,12 @@ class Stream:
 # ------------------------------------------------------------------------------------------------ model
 
 
-def _build_roberta(cfg: PTUnifierConfig, tokenizer: HFTokenizer) -> nn.Module:
-    from transformers import AutoConfig, AutoModel, RobertaConfig
+def _build_roberta(cfg: PTUnifierConfig, tokenizer: HFTokenizer | None) -> nn.Module:
+    from transformers import AutoModel, RobertaConfig
 
     if cfg.text_model is not None:
-        if cfg.text_pretrained:
-            return AutoModel.from_pretrained(cfg.text_model, add_pooling_layer=False)
-        return AutoModel.from_config(AutoConfig.from_pretrained(cfg.text_model), add_pooling_layer=False)
+        return build_hf_encoder(cfg.text_model, pretrained=cfg.text_pretrained, add_pooling_layer=False)
+    assert tokenizer is not None  # the bundled BPE, built in memory, sizes a tower without text_model
     backend = tokenizer.backend
     config = RobertaConfig(
         **{
@@ -394,10 +406,16 @@ class PTUnifier(nn.Module):
         vision = dataclasses.replace(cfg.vision, head="none")  # the fusion reads the trunk's tokens
         self.visual = VisionTower(vision, embed_dim=0)
         _check_vit(self.visual.trunk, vision.timm_model)
-        tokenizer = cfg.tokenizer()
+        # A structure-only build (`vlzoo info`) reads no tokenizer files: the hub encoder's size comes from its
+        # config, the vocabulary tables (non-persistent buffers) are placeholders of the right shape.
+        hub_tokenizer_skipped = is_structure_only() and cfg.text_model is not None
+        tokenizer = None if hub_tokenizer_skipped else cfg.tokenizer()
         self.text = _build_roberta(cfg, tokenizer)
         vocab_size = self.text.config.vocab_size
-        vocab = TextVocabulary.from_tokenizer(tokenizer.backend, vocab_size)
+        if tokenizer is None:
+            vocab = TextVocabulary.placeholder(self.text.config)
+        else:
+            vocab = TextVocabulary.from_tokenizer(tokenizer.backend, vocab_size)
         self.vocab = dataclasses.replace(vocab, special=None, word_start=None)  # ids; tables are buffers
         self.register_buffer("special_tokens", vocab.special, persistent=False)
         self.register_buffer("word_start", vocab.word_start, persistent=False)
@@ -620,6 +638,30 @@ class PTUnifier(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------- registry
+
+
+# allenai/biomed_roberta_base's config.json (hub revision ffc2f2d), so that its architecture builds without it.
+register_hf_config(
+    "allenai/biomed_roberta_base",
+    {
+        "model_type": "roberta",
+        "vocab_size": 50265,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 514,
+        "type_vocab_size": 1,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-05,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+    },
+)
 
 
 @register_model("ptunifier-base")

@@ -38,7 +38,7 @@ from torch import nn
 from vlzoo.core import register_model, resolve_config
 from vlzoo.core.errors import ConfigError, DataError, WeightsError
 from vlzoo.core.models import CLIPConfig, DualEncoder
-from vlzoo.core.towers import TextTowerConfig, TokenizedText, VisionTowerConfig
+from vlzoo.core.towers import TextTowerConfig, TokenizedText, VisionTowerConfig, is_structure_only
 from vlzoo.core.weights import WeightSpec, load_weights
 
 __all__ = [
@@ -264,8 +264,8 @@ class RadCLIP3DConfig(RadCLIPConfig):
 
     def build(self) -> RadCLIP3D:
         model = RadCLIP3D(self)
-        on_meta = any(p.is_meta for p in model.parameters())  # `vlzoo info` builds on the meta device
-        if self.image_encoder_weights is not None and not on_meta:
+        on_meta = any(p.is_meta for p in model.parameters())  # nothing to load weights into
+        if self.image_encoder_weights is not None and not (on_meta or is_structure_only()):
             model.load_image_encoder(self.image_encoder_weights)
         return model
 

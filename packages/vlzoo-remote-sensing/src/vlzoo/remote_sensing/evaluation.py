@@ -30,12 +30,16 @@ from vlzoo.core.data import build_source, infer_data_kind
 from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.eval import (
     GalleryImages,
+    active_skips,
     encode_images,
     encode_retrieval_set,
     eval_loader,
+    evaluation_runner,
     load_eval_model,
+    print_skip_note,
     resolve_eval_data,
     save_figure,
+    with_skips,
     write_json,
     write_report,
     zeroshot_classifier,
@@ -213,6 +217,7 @@ def plot_confusion_matrix(
 # ------------------------------------------------------------------------------------------ retrieval
 
 
+@evaluation_runner
 @torch.inference_mode()
 def evaluate_rs_retrieval(
     model: str | nn.Module,
@@ -242,10 +247,11 @@ def evaluate_rs_retrieval(
     options = {"train": False, "languages": languages}
     source = build_source(path, kind, split, "all", options)
     net, name = load_eval_model(model, pretrained)
-    encoded = encode_retrieval_set(net, eval_loader(name, source, batch_size, workers))
-    metrics = encoded.metrics()
+    encoded = encode_retrieval_set(net, eval_loader(net, source, batch_size, workers))
+    metrics = with_skips(encoded.metrics())
     title = f"{name} retrieval on {Path(path).name} ({split})"
     print_rs_table({name: metrics}, title=title, console=console)
+    print_skip_note(console, always=True)  # the paper-style table has no column for it
     if out is not None:
         _write_retrieval_report(Path(out), metrics, title, name, encoded, source, map_scenes)
     return metrics
@@ -261,7 +267,10 @@ def _write_retrieval_report(out, metrics, title, name, encoded, source, map_scen
         console=Console(file=io.StringIO()),  # the paper-style table was printed already
         **encoded.plots(),
     )
-    (out / "retrieval_table.md").write_text(f"{title}\n\n" + rs_table_markdown({name: metrics}))
+    skips = active_skips()
+    note = skips.note() if skips is not None else None
+    table = f"{title}\n\n" + rs_table_markdown({name: metrics}) + (f"\n{note}\n" if note else "")
+    (out / "retrieval_table.md").write_text(table)
     records = getattr(source, "records", None)
     # The map shows gallery images by index, as the query grid does: only when the gallery is complete.
     if gallery is not None and records and map_scenes > 0 and encoded.captions:
@@ -318,6 +327,7 @@ def _scene_dataset(
     return _ClassLabelled(source), [scene_class_name(c) for c in source.classes]
 
 
+@evaluation_runner
 @torch.inference_mode()
 def evaluate_rs_zeroshot(
     model: str | nn.Module,
@@ -343,14 +353,15 @@ def evaluate_rs_zeroshot(
     """
     dataset, classnames = _scene_dataset(data, split, data_kind, data_dir, generate)
     net, name = load_eval_model(model, pretrained)
-    classifier = zeroshot_classifier(net, get_tokenizer(name), classnames, list(templates or RS_TEMPLATES))
-    encoded = encode_images(net, eval_loader(name, dataset, batch_size, workers, captions=False))
+    classifier = zeroshot_classifier(net, get_tokenizer(net), classnames, list(templates or RS_TEMPLATES))
+    encoded = encode_images(net, eval_loader(net, dataset, batch_size, workers, captions=False))
     if encoded.labels is None:
         raise DataError(f"{data}: the images carry no class labels")
     metrics: dict[str, Any] = dict(
         zeroshot_metrics(encoded.features, classifier, encoded.labels, classnames=classnames)
     )
     metrics["images"] = len(encoded)
+    metrics = with_skips(metrics)
     title = f"{name} zero-shot scene classification on {Path(str(data)).name}"
     table = Table(title=title)
     for column in ("model", "top-1 accuracy", "top-5 accuracy", "balanced accuracy", "images"):
@@ -363,6 +374,7 @@ def evaluate_rs_zeroshot(
         str(metrics["images"]),
     )
     (console or Console()).print(table)
+    print_skip_note(console, always=True)
     if out is not None:
         out = Path(out)
         write_json(metrics, out / "metrics.json")

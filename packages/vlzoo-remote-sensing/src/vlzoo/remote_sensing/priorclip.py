@@ -38,7 +38,15 @@ from vlzoo.core.data import build_transform
 from vlzoo.core.errors import ConfigError, WeightsError
 from vlzoo.core.losses import ClipLoss, DistributedLossBase
 from vlzoo.core.models import DualEncoderFaces
-from vlzoo.core.towers import TextTower, TextTowerConfig, TokenizedText, VisionTower, VisionTowerConfig
+from vlzoo.core.towers import (
+    TextTower,
+    TextTowerConfig,
+    TokenizedText,
+    VisionTower,
+    VisionTowerConfig,
+    is_structure_only,
+    loads_pretrained,
+)
 from vlzoo.core.weights import load_state_dict
 from vlzoo.remote_sensing.data.toyworld import rs_toyworld_band_stats
 from vlzoo.remote_sensing.data.transforms import geo_transform
@@ -160,12 +168,12 @@ class PriorEncoder(nn.Module):
         self.cfg = cfg
         self.backbone = timm.create_model(
             cfg.timm_model,
-            pretrained=cfg.timm_pretrained,
+            pretrained=loads_pretrained(cfg.timm_pretrained),
             num_classes=cfg.head_dim or 0,
             in_chans=in_chans,
             **cfg.timm_kwargs,
         )
-        if cfg.checkpoint:
+        if cfg.checkpoint and not is_structure_only():
             self._load_checkpoint(cfg.checkpoint)
         width = cfg.head_dim or self.backbone.num_features
         self.proj = nn.Linear(width, out_dim)

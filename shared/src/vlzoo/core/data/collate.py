@@ -73,6 +73,8 @@ class ImageTextCollator:
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:
         kept = [s for s in samples if not is_skipped(s)]
         skipped = [(str(s.get("path")), str(s.get("reason"))) for s in samples if is_skipped(s)]
+        kept, uncaptioned = self._split_uncaptioned(kept)
+        skipped += uncaptioned
         batch: dict[str, Any] = {"skipped": skipped, "id": [s.get("id") for s in kept]}
         if not kept:
             batch["image"] = torch.empty(0)
@@ -94,6 +96,19 @@ class ImageTextCollator:
             if key not in consumed and not key.startswith("__") and all(key in s for s in kept):
                 batch[key] = _collate_values([s[key] for s in kept])
         return batch
+
+    def _split_uncaptioned(self, kept: list[Sample]) -> tuple[list[Sample], list[tuple[str, str]]]:
+        """A sample without a caption among captioned ones (a shard member lost) is a counted skip: its batch
+        would otherwise reach a contrastive loss without `text`."""
+        has_text = [self.text_key in s or "texts" in s for s in kept]
+        if self.tokenizer is None or all(has_text) or not any(has_text):
+            return kept, []
+        lost = [
+            (str(s.get("path", s.get("id"))), "no caption, unlike the other samples of its batch")
+            for s, ok in zip(kept, has_text)
+            if not ok
+        ]
+        return [s for s, ok in zip(kept, has_text) if ok], lost
 
     def _to_tensor(self, sample: Sample) -> torch.Tensor | Mapping[str, torch.Tensor]:
         out = self.transform(sample["image"])

@@ -10,6 +10,8 @@ first. A name belongs to the module that registered it first (`plugins.register_
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ class DataKind:
     suffixes: tuple[str, ...] = ()
     has_splits: bool = False  # one file holds train/val/test (Karpathy JSON): evaluation defaults to it
     owner: str = ""  # the module that registered it; another module may not take the name
+    options: tuple[str, ...] = ()  # the `data_options` keys its reader takes (`image_root`, `bands`, ...)
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,15 @@ def register_data_kind(
     build: SourceBuilder,
     suffixes: tuple[str, ...] | list[str] = (),
     has_splits: bool = False,
+    options: tuple[str, ...] | list[str] = (),
 ) -> None:
     """Read data of kind `name` (and, with `data_kind: auto`, files ending in one of `suffixes`) with
     `build(path, split, captions, options)`. `has_splits`: one file holds every split, so validation and
-    test default to the training file. Another module's name is refused with a `ConfigError`."""
-    kind = DataKind(name, build, tuple(s.lower() for s in suffixes), has_splits, owner_of(build))
+    test default to the training file. `options`: the `data_options` keys the reader takes; any other is
+    refused before data is read. Another module's name is refused with a `ConfigError`."""
+    kind = DataKind(
+        name, build, tuple(s.lower() for s in suffixes), has_splits, owner_of(build), tuple(options)
+    )
     register_unique(_KINDS, name, kind, what="data kind")
 
 
@@ -97,6 +104,41 @@ def get_generated_dataset(name: str) -> GeneratedDataset | None:
     return _GENERATED.get(name)
 
 
+def check_data_options(kinds: list[str], options: Mapping[str, Any], key: str = "data.data_options") -> None:
+    """Refuse `options` keys that none of the data `kinds` reads, with suggestions, before any data is read
+    (an ignored `image_root` would only show later as every sample "unreadable")."""
+    known = sorted({o for kind in kinds for o in get_data_kind(kind).options})
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"{key}: {', '.join(map(repr, unknown))} not read by data kind {' / '.join(sorted(set(kinds)))}"
+            f"{_suggest(unknown, known)}; it takes {known or 'no options'}"
+        )
+
+
+def check_generate_options(name: str, options: Mapping[str, Any], key: str = "data.generate") -> None:
+    """Refuse arguments the writer of generated dataset `name` does not take, with suggestions, before any
+    model or data is built."""
+    spec = get_generated_dataset(name)
+    if spec is None:
+        raise ConfigError(f"{name!r} is not a generated dataset; those are {generated_datasets()}")
+    parameters = list(inspect.signature(spec.write).parameters.values())[1:]  # the first is the folder
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    known = [p.name for p in parameters]
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"{key}: {name}'s writer takes no {', '.join(map(repr, unknown))}{_suggest(unknown, known)}; "
+            f"it takes {known}"
+        )
+
+
+def _suggest(unknown: list[str], known: list[str]) -> str:
+    close = [m for k in unknown for m in difflib.get_close_matches(k, known, n=1)]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 def infer_data_kind(path: str) -> str:
     """The kind a data argument names: a generated dataset's name, else the longest matching file suffix
     (`.csv`, `.tsv`, `.jsonl`, `.json` = Karpathy, a domain's own), else `webdataset` for `.tar` shards."""
@@ -125,6 +167,7 @@ def ensure_generated(name: str, data_dir: str | Path, options: Mapping[str, Any]
         raise ConfigError(f"{name!r} is not a generated dataset; those are {generated_datasets()}")
     path = Path(data_dir) / spec.filename
     if not path.is_file():
+        check_generate_options(name, options or {})
         spec.write(data_dir, **dict(options or {}))
     return path
 
@@ -139,6 +182,7 @@ def _csv(sep: str) -> SourceBuilder:
             img_key=options.get("img_key") or "filepath",
             caption_key=options.get("caption_key") or "title",
             sep=sep,
+            image_root=options.get("image_root"),
         )
 
     return build
@@ -150,11 +194,17 @@ def _jsonl(path: str, split: str, captions: str, options: Mapping[str, Any]) -> 
         img_key=options.get("img_key") or "image",
         caption_key=options.get("caption_key") or "text",
         captions="all" if captions == "all" else "first",
+        image_root=options.get("image_root"),
     )
 
 
 def _karpathy(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
-    return KarpathySplits(path, split=split, captions=captions)  # type: ignore[arg-type]
+    return KarpathySplits(
+        path,
+        split=split,
+        captions=captions,  # type: ignore[arg-type]
+        image_root=options.get("image_root"),
+    )
 
 
 def _webdataset(path: str, split: str, captions: str, options: Mapping[str, Any]) -> Dataset:
@@ -170,9 +220,10 @@ def _webdataset(path: str, split: str, captions: str, options: Mapping[str, Any]
     )
 
 
-register_data_kind("csv", _csv(","), suffixes=(".csv",))
-register_data_kind("tsv", _csv("\t"), suffixes=(".tsv",))
-register_data_kind("jsonl", _jsonl, suffixes=(".jsonl",))
-register_data_kind("karpathy", _karpathy, suffixes=(".json",), has_splits=True)
+IMAGE_ROOT = ("image_root",)  # image paths resolve against it instead of the index file's folder
+register_data_kind("csv", _csv(","), suffixes=(".csv",), options=IMAGE_ROOT)
+register_data_kind("tsv", _csv("\t"), suffixes=(".tsv",), options=IMAGE_ROOT)
+register_data_kind("jsonl", _jsonl, suffixes=(".jsonl",), options=IMAGE_ROOT)
+register_data_kind("karpathy", _karpathy, suffixes=(".json",), has_splits=True, options=IMAGE_ROOT)
 register_data_kind("webdataset", _webdataset)
 register_generated_dataset("toyworld", write_toyworld, "toyworld.json", kind="karpathy")

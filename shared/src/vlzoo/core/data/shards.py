@@ -6,42 +6,63 @@ read it from a file (no re-encoding, so a PNG comes back pixel-equal and a JPEG 
 memory are stored as PNG. `.txt` holds the caption of a single-caption sample, `.json` the id, the list
 `"texts"` of a multi-caption sample and the other JSON-able fields (`"label"`, `"class_name"`, ...).
 
+`write_shards` puts an index first in each shard, a member named `__vlzoo_index__` (webdataset and other
+readers skip `__…__` names): the number of samples, the first key, the fields every sample has and the
+file's size. It writes `name.tar.tmp` and renames it once the shard is whole, so a killed writer never
+leaves a `.tar` that looks complete, and a rerun keeps the complete shards and continues after them.
+
 Reading streams each shard sequentially (what makes shards fast on network and spinning disks), splits
 the shard list by node (rank) then by DataLoader worker, and mixes samples through a shuffle buffer.
 `resampled=True` draws shards with replacement for an epoch of `epoch_length` samples, as open_clip does
 for large corpora, so that every worker always has data and epochs have a fixed length.
+
+No sample is lost silently. Python's `tarfile` takes a corrupt header, or a file cut short at a header, for
+the end of the archive; so the reader checks what follows the last member (a whole tar file has nothing
+there but zero blocks, at least the two that close it) and turns what a broken shard lost into skip
+markers naming the shard: one per missing sample when the shard has the index, otherwise one for "the rest
+of the shard". A sample missing a field every sample of its shard has (its caption, say) is a skip too.
 """
 
 from __future__ import annotations
 
+import bz2
+import collections
+import gzip
+import hashlib
 import io
+import itertools
 import json
+import lzma
 import os
 import random
+import re
 import tarfile
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from multiprocessing import Value
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
-from webdataset import TarWriter
-from webdataset.handlers import reraise_exception
 from webdataset.shardlists import expand_urls
-from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from vlzoo.core.data.sources import SAMPLE_ERRORS, Sample, _reason, decode_image, is_skipped, skip_marker
 from vlzoo.core.errors import DataError
 
 SHARD_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp")
+SHARD_INDEX = "__vlzoo_index__"  # webdataset skips member names that start and end with "__"
+_INDEX_SIZE = 1024  # fixed, so that the index can be filled in when the shard is done without moving data
 _TAR_BLOCK = 512
 _TAR_RECORD = 20 * _TAR_BLOCK  # tarfile pads the archive to a multiple of this
 _TAR_END = 2 * _TAR_BLOCK  # two zero blocks close an archive
+_INDEX_BYTES = _TAR_BLOCK + _INDEX_SIZE  # its header and data
+_FORMAT = tarfile.USTAR_FORMAT  # webdataset's TarWriter default: our short names never need pax headers
 _MTIME = 0  # an int: a float mtime makes tarfile add a pax header to every member
+_OWNER = "bigdata"  # webdataset's TarWriter default user and group
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -52,6 +73,8 @@ def write_shards(
     pattern: str | os.PathLike,
     max_size_bytes: int = 1_000_000_000,
     max_count: int = 10_000,
+    resume: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write the samples of `source` to tar shards; returns the shard paths in order.
 
@@ -59,9 +82,13 @@ def write_shards(
       any iterable of sample dicts. Skip markers (unreadable samples) are left out and reported in one
       warning with example files.
     - `pattern`: printf-style path of the shards, e.g. `"shards/coco-train-%06d.tar"`; folders are created.
-    - `max_size_bytes`: no shard file is larger than this (tar headers and padding counted), unless one
-      sample alone is larger: it then gets a shard of its own, with a warning.
+    - `max_size_bytes`: no shard file is larger than this (tar headers, index and padding counted), unless
+      one sample alone is larger: it then gets a shard of its own, with a warning.
     - `max_count`: at most this many samples per shard.
+    - `resume`: keep the complete shards a killed or finished earlier run wrote from a map-style source
+      with the same settings, whose first sample is still the same (shards are deterministic, so they
+      are the ones this run would write), and continue after them; `log` receives one line saying what
+      was kept. `False`, or a source that is only iterable, writes every shard again.
 
     Keys are the running sample number (webdataset keys can't hold dots, ids can); the source's id is
     kept in the `.json` member. Tar members carry mtime 0, so the same source gives byte-identical shards.
@@ -75,16 +102,23 @@ def write_shards(
         ) from err
     if max_size_bytes < _TAR_RECORD or max_count < 1:
         raise DataError(f"{pattern}: max_size_bytes must be ≥ {_TAR_RECORD} and max_count ≥ 1")
-    writer = _ShardRoller(pattern, max_size_bytes, max_count)
+    length = len(source) if _is_map(source) else None  # type: ignore[arg-type]
+    settings = {"max_size_bytes": max_size_bytes, "max_count": max_count, "source_length": length}
+    writer = _ShardRoller(pattern, settings)
+    start = writer.keep_complete(lambda i: _digest_at(source, i)) if resume and length else 0
+    if writer.paths and log is not None:
+        log(f"kept {len(writer.paths)} complete shards of an earlier run ({writer.paths[-1]} the last)")
     skipped: list[Sample] = []
     try:
-        for sample in _iterate(source):
+        for position, sample in _iterate(source, start):
             if is_skipped(sample):
                 skipped.append(sample)
                 continue
-            writer.write(_encode_sample(sample, writer.count_total))
-    finally:
-        writer.close()
+            writer.write(*_encode_sample(sample), position)
+    except BaseException:
+        writer.abandon()  # the shard in progress goes (a kill leaves its .tmp, which no reader takes)
+        raise
+    writer.close()
     if skipped:
         examples = "; ".join(f"{s['path']} ({s['reason']})" for s in skipped[:5])
         warnings.warn(
@@ -94,26 +128,57 @@ def write_shards(
     return writer.paths
 
 
-def _iterate(source: Iterable[Sample]) -> Iterator[Sample]:
-    if (
+def _is_map(source: Iterable[Sample]) -> bool:
+    return (
         hasattr(source, "__len__")
         and hasattr(source, "__getitem__")
         and not isinstance(source, IterableDataset)
-    ):
-        return (source[i] for i in range(len(source)))
-    return iter(source)
+    )
 
 
-def _encode_sample(sample: Sample, index: int) -> dict[str, bytes | str]:
-    """A source sample → tar members (extension → bytes)."""
-    out: dict[str, bytes | str] = {"__key__": f"{index:09d}"}
+def _iterate(source: Iterable[Sample], start: int = 0) -> Iterator[tuple[int, Sample]]:
+    """(position, sample) from position `start` on; a map-style source isn't read before it."""
+    if _is_map(source):
+        return ((i, source[i]) for i in range(start, len(source)))  # type: ignore[index, arg-type]
+    return itertools.islice(enumerate(source), start, None)
+
+
+def _encode_sample(sample: Sample) -> tuple[dict[str, bytes], frozenset[str]]:
+    """A source sample → (tar members: extension → bytes, the sample's fields)."""
+    out: dict[str, bytes] = {}
     ext, data = _image_bytes(sample)
     out[ext] = data
     meta = {k: v for k, v in sample.items() if k not in ("image", "text", "path") and _jsonable(v)}
     if "text" in sample:
-        out["txt"] = sample["text"]
-    out["json"] = json.dumps(meta, ensure_ascii=False)
-    return out
+        out["txt"] = sample["text"].encode("utf-8")
+    out["json"] = json.dumps(meta, ensure_ascii=False).encode("utf-8")
+    return out, _fields(out, meta)
+
+
+def _digest_at(source: Sequence[Sample], position: int) -> str | None:
+    sample = source[position]
+    return None if is_skipped(sample) else _digest(_encode_sample(sample)[0])
+
+
+def _digest(members: Mapping[str, bytes]) -> str:
+    """What tells a sample's members from another's: their sha256."""
+    digest = hashlib.sha256()
+    for ext, data in sorted(members.items()):
+        digest.update(f"{ext}:{len(data)}:".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _fields(extensions: Iterable[str], meta: Mapping[str, Any]) -> frozenset[str]:
+    """What a sample carries, by name: `image`, `caption` (a `.txt` member or json `"texts"`), its json
+    keys. The writer records those every sample of a shard has; the reader skips a sample lacking one."""
+    extensions = set(extensions)
+    fields = set(meta) - {"texts"}
+    if extensions & set(SHARD_IMAGE_EXTENSIONS):
+        fields.add("image")
+    if "txt" in extensions or "texts" in meta:
+        fields.add("caption")
+    return frozenset(fields)
 
 
 def _image_bytes(sample: Sample) -> tuple[str, bytes]:
@@ -140,20 +205,20 @@ def _jsonable(value: Any) -> bool:
     return True
 
 
-def _tar_size(members: dict[str, bytes | str]) -> int:
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, _MTIME, 0o444
+    info.uname = info.gname = _OWNER
+    return info
+
+
+def _tar_size(key: str, members: Mapping[str, bytes]) -> int:
     """Bytes the members take in the archive: the header blocks tarfile writes for each (asked of tarfile
-    itself, so pax headers are counted), and the data padded to whole blocks."""
+    itself, so that any extended header is counted), and the data padded to whole blocks."""
     size = 0
-    key = members["__key__"]
     for ext, value in members.items():
-        if ext.startswith("_"):
-            continue
-        n = len(value.encode("utf-8") if isinstance(value, str) else value)
-        info = tarfile.TarInfo(f"{key}.{ext}")
-        info.size, info.mtime, info.mode = n, _MTIME, 0o444
-        info.uname = info.gname = "bigdata"  # TarWriter's defaults
-        size += len(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        size += -(-n // _TAR_BLOCK) * _TAR_BLOCK
+        size += len(_tar_info(f"{key}.{ext}", len(value)).tobuf(_FORMAT, "utf-8", "surrogateescape"))
+        size += -(-len(value) // _TAR_BLOCK) * _TAR_BLOCK
     return size
 
 
@@ -168,40 +233,147 @@ class _ShardRoller:
     overshoot; here the exact on-disk size is predicted before each write.
     """
 
-    def __init__(self, pattern: str, max_size: int, max_count: int):
-        self.pattern, self.max_size, self.max_count = pattern, max_size, max_count
+    def __init__(self, pattern: str, settings: dict[str, Any]):
+        self.pattern, self.settings = pattern, settings
+        self.max_size, self.max_count = settings["max_size_bytes"], settings["max_count"]
         self.paths: list[Path] = []
-        self.tar: TarWriter | None = None
-        self.size = self.count = self.count_total = 0
+        self.shard: _OpenShard | None = None
+        self.count_total = 0
+        self.position = 0  # of the source: where the next shard's samples start
 
-    def write(self, members: dict[str, bytes | str]) -> None:
-        size = _tar_size(members)
-        full = self.count >= self.max_count or _file_size(self.size + size) > self.max_size
-        if self.tar is None or (full and self.count > 0):
-            self._next()
-        if _file_size(size) > self.max_size:
+    def keep_complete(self, digest_at: Callable[[int], str]) -> int:
+        """Adopt the complete shards an earlier run wrote with the same settings, in order, up to the first
+        that is missing or different (`digest_at(position)`: the digest of the source's sample there, to
+        compare with the shard's first); returns the source position to continue from."""
+        while True:
+            path = Path(self.pattern % len(self.paths))
+            index = read_shard_index(path)
+            source = index.get("source") if index is not None else None
+            if (
+                index is None
+                or index["first_key"] != f"{self.count_total:09d}"
+                or index.get("written_with") != self.settings
+                or path.stat().st_size != index.get("bytes")
+                or not (
+                    isinstance(source, list) and len(source) == 2 and self.position <= source[0] < source[1]
+                )
+                or index.get("first_sample") != digest_at(source[0])
+            ):
+                return self.position
+            self.paths.append(path)
+            self.count_total += index["samples"]
+            self.position = index["source"][1]
+
+    def write(self, members: dict[str, bytes], fields: frozenset[str], position: int) -> None:
+        key = f"{self.count_total:09d}"
+        size = _tar_size(key, members)
+        shard = self.shard
+        if shard is None or shard.samples >= self.max_count or _file_size(shard.size + size) > self.max_size:
+            self._next(position)
+        if _file_size(_INDEX_BYTES + size) > self.max_size:
             warnings.warn(
-                f"{self.paths[-1]}: sample {members['__key__']} alone takes {_file_size(size)} bytes, "
-                f"more than max_size_bytes={self.max_size}; it gets a shard of its own",
+                f"{self.paths[-1]}: sample {key} alone takes "
+                f"{_file_size(_INDEX_BYTES + size)} bytes, more than max_size_bytes={self.max_size}; "
+                "it gets a shard of its own",
                 stacklevel=3,
             )
-        self.tar.write(members)
-        self.size += size
-        self.count += 1
+        self.shard.add(key, members, fields, size, position)
         self.count_total += 1
 
-    def _next(self) -> None:
+    def _next(self, position: int) -> None:
         self.close()
         path = Path(self.pattern % len(self.paths))
         path.parent.mkdir(parents=True, exist_ok=True)
         self.paths.append(path)
-        self.tar = TarWriter(str(path), mtime=_MTIME)
-        self.size = self.count = 0
+        self.shard = _OpenShard(path, f"{self.count_total:09d}", position, self.settings)
 
     def close(self) -> None:
-        if self.tar is not None:
-            self.tar.close()
-            self.tar = None
+        if self.shard is not None:
+            self.shard.finish()
+            self.shard = None
+
+    def abandon(self) -> None:
+        if self.shard is not None:
+            self.shard.abandon()
+            self.shard = None
+
+
+class _OpenShard:
+    """One shard being written to `name.tar.tmp`: the index first, as a placeholder of fixed size filled in
+    by `finish`, which then flushes the file to disk and renames it to `name.tar`."""
+
+    def __init__(self, path: Path, first_key: str, position: int, settings: dict[str, Any]):
+        self.path, self.tmp = path, path.with_name(path.name + ".tmp")
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed by finish or abandon)
+        self.tar = tarfile.TarFile(fileobj=self.file, mode="w", format=_FORMAT)
+        self.tar.addfile(_tar_info(SHARD_INDEX, _INDEX_SIZE), io.BytesIO(b" " * _INDEX_SIZE))
+        self.index_at = self.tar.offset - _INDEX_SIZE
+        self.index: dict[str, Any] = {"vlzoo_shard": 1, "samples": 0, "first_key": first_key}
+        self.index["source"] = [position, position]
+        self.index["written_with"] = settings
+        self.fields: frozenset[str] | None = None
+        self.size = _INDEX_BYTES
+        self.samples = 0
+
+    def add(
+        self, key: str, members: dict[str, bytes], fields: frozenset[str], size: int, position: int
+    ) -> None:
+        for ext, data in sorted(members.items()):
+            self.tar.addfile(_tar_info(f"{key}.{ext}", len(data)), io.BytesIO(data))
+        if not self.samples:
+            self.index["first_sample"] = _digest(members)
+        self.fields = fields if self.fields is None else self.fields & fields
+        self.size += size
+        self.samples += 1
+        self.index["source"][1] = position + 1
+
+    def finish(self) -> None:
+        self.tar.close()  # the closing zero blocks and the record padding; the file stays open
+        self.index.update(samples=self.samples, fields=sorted(self.fields or ()), bytes=self.file.tell())
+        self.file.seek(self.index_at)
+        self.file.write(_index_bytes(self.index))
+        self.file.flush()
+        os.fsync(self.file.fileno())  # the data reaches the disk before the name says the shard is whole
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def abandon(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _index_bytes(index: dict[str, Any]) -> bytes:
+    data = json.dumps(index, ensure_ascii=False).encode("utf-8")
+    if len(data) > _INDEX_SIZE:  # too many json keys to list: readers then require image and caption only
+        data = json.dumps({k: v for k, v in index.items() if k != "fields"}).encode("utf-8")
+    return data.ljust(_INDEX_SIZE, b" ")
+
+
+def _parse_index(data: bytes) -> dict[str, Any] | None:
+    """The index of a shard `write_shards` finished, or None (a placeholder, something else)."""
+    try:
+        index = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(index, dict) or index.get("vlzoo_shard") != 1:
+        return None
+    first, samples = index.get("first_key"), index.get("samples")
+    ok = isinstance(first, str) and first.isdigit() and isinstance(samples, int) and samples >= 0
+    return index if ok else None
+
+
+def read_shard_index(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The index `write_shards` puts first in a shard (`samples`, `first_key`, `fields`, `bytes`, ...), or
+    None for a shard without one (written by other tools) or a file that isn't a finished shard."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_INDEX_BYTES)
+        info = tarfile.TarInfo.frombuf(head[:_TAR_BLOCK], "utf-8", "surrogateescape")
+    except (OSError, tarfile.TarError):
+        return None
+    if info.name != SHARD_INDEX or info.size != _INDEX_SIZE:
+        return None
+    return _parse_index(head[_TAR_BLOCK:])
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -224,7 +396,9 @@ class ShardSource(IterableDataset):
       the order depends on `seed` and the epoch (`set_epoch`, shared with running workers).
     - `resampled=True`: each worker draws shards with replacement until it has yielded its part of
       `epoch_length` samples (required then; the parts add up to exactly `epoch_length`).
-    - A corrupt member or a broken tar file becomes a skip marker (path `shard.tar#key`), not an exception.
+    - A corrupt member becomes a skip marker (path `shard.tar#key`), not an exception; a shard cut short or
+      with a corrupt header yields a marker for each sample it lost (see `read_shard`), so that the skip
+      count and its threshold see them.
     """
 
     def __init__(
@@ -320,30 +494,196 @@ def _shuffled(stream: Iterable[Sample], size: int, rng: random.Random) -> Iterat
 
 
 def read_shard(path: str) -> Iterator[Sample]:
-    """Samples of one tar shard in file order; a broken archive ends the shard with one skip marker."""
-    key = None
-    try:
-        for key, members in _tar_groups(path):
-            yield decode_shard_sample(members, key, path)
-    except (tarfile.TarError, OSError, EOFError, ValueError) as err:  # ValueError: a duplicated member
-        where = f"{path}#{key}" if key else path
-        yield skip_marker(key, where, f"broken tar file after this member: {_reason(err)}")
+    """Samples of one tar shard in file order, then a skip marker (naming the shard) for each sample it lost.
 
-
-def _tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample, grouped by webdataset's own tar iterators.
-
-    Their errors are re-raised (not skipped silently, webdataset's default for training) so that
-    `read_shard` turns them into a counted skip marker.
+    A shard that breaks (cut short, a corrupt header, an unreadable member) yields what comes before the
+    break, and for the rest: one marker per missing sample when it has `write_shards`' index, else one
+    marker saying from which byte the rest is unreadable. The sample right before a break of an index-less
+    shard may lack members that came after it and is skipped too; with the index, the fields every sample
+    has tell whether it is whole.
     """
-    with open(path, "rb") as stream:
-        files = ({**f, "__url__": path} for f in tar_file_iterator(stream, handler=reraise_exception))
-        for sample in group_by_keys(files, handler=reraise_exception):
-            yield sample["__key__"], {k: v for k, v in sample.items() if not k.startswith("__")}
+    walk = _TarWalk(path)
+    seen: set[str] = set()
+    required: frozenset[str] | None = None
+    held: tuple[str, dict[str, bytes], str | None] | None = None  # decoded once the next one shows it whole
+    for group in _grouped(walk.files()):
+        if required is None:
+            required = _required_fields(walk.index, group[1])
+        if held is not None:
+            yield _decode_group(held, path, required)
+        held = group
+        seen.add(group[0])
+    if held is not None:
+        if walk.problem is not None and walk.index is None:
+            yield skip_marker(held[0], f"{path}#{held[0]}", f"may be incomplete: {walk.problem}")
+        else:
+            last = _decode_group(held, path, required or frozenset())
+            if is_skipped(last) and walk.problem is not None:
+                last["reason"] += f" (the shard breaks after it: {walk.problem})"
+            yield last
+    yield from _lost_samples(path, walk, seen)
 
 
-def decode_shard_sample(members: dict[str, bytes], key: str, shard: str) -> Sample:
-    """Tar members of one sample → a sample dict (or a skip marker naming `shard#key` and the problem)."""
+def _decode_group(
+    group: tuple[str, dict[str, bytes], str | None], shard: str, required: frozenset[str]
+) -> Sample:
+    key, members, duplicate = group
+    if duplicate is not None:
+        return skip_marker(key, f"{shard}#{key}", f"two .{duplicate} members")
+    return decode_shard_sample(members, key, shard, required)
+
+
+def _required_fields(index: dict[str, Any] | None, first: dict[str, bytes]) -> frozenset[str]:
+    """The fields every sample must have: the shard's own list when it has the index, else image and caption
+    where its first sample has them (a shard of other tools may vary in its json keys)."""
+    if index is not None and isinstance(index.get("fields"), list):
+        return frozenset(index["fields"])
+    return _fields(first, _meta(first)) & {"image", "caption"}
+
+
+def _meta(members: Mapping[str, bytes]) -> dict[str, Any]:
+    try:
+        meta = json.loads(members["json"]) if "json" in members else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _lost_samples(path: str, walk: _TarWalk, seen: set[str]) -> Iterator[Sample]:
+    if walk.index is not None:
+        first = int(walk.index["first_key"])
+        keys = (f"{first + i:09d}" for i in range(walk.index["samples"]))
+        reason = walk.problem or "the shard's index lists it but the shard doesn't hold it"
+        for key in keys:
+            if key not in seen:
+                yield skip_marker(key, f"{path}#{key}", f"lost: {reason}")
+    elif walk.problem is not None:
+        yield skip_marker(
+            None, path, f"{walk.problem}; how many samples that lost is unknown (counted as one)"
+        )
+
+
+# Names as webdataset splits them: the key is the path up to the first dot of the file name.
+_KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
+
+
+def _grouped(files: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, dict[str, bytes], str | None]]:
+    """Consecutive members that share a key → (key, {extension: bytes}, a repeated extension or None)."""
+    key, group, duplicate = None, {}, None
+    for name, data in files:
+        match = _KEY_EXT.match(name)
+        if match is None:
+            continue
+        if match.group(1) != key:
+            if group:
+                yield key, group, duplicate
+            key, group, duplicate = match.group(1), {}, None
+        ext = match.group(2).lower()
+        duplicate = ext if ext in group else duplicate
+        group[ext] = data
+    if group:
+        yield key, group, duplicate
+
+
+# A compressed shard is decompressed here, not by tarfile, so that the walk sees the tar bytes themselves.
+_DECOMPRESSORS: dict[bytes, Callable[[BinaryIO], BinaryIO]] = {
+    b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f),
+    b"BZh": lambda f: bz2.BZ2File(f),
+    b"\xfd7zXZ\x00": lambda f: lzma.LZMAFile(f),  # noqa: SIM115 (closed with the file it reads)
+}
+# What a damaged file raises while tarfile walks it (truncated or corrupt data, bad compressed streams).
+_WALK_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
+
+
+class _TarWalk:
+    """The regular files of a tar shard, in order, as (name, bytes); never raises for a damaged file.
+
+    `problem` says afterwards where and why the shard ended early (None for a whole one); `index` is the
+    shard's `write_shards` index, if it has one.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.index: dict[str, Any] | None = None
+        self.problem: str | None = None
+
+    def files(self) -> Iterator[tuple[str, bytes]]:
+        at = 0  # the header being read
+        try:
+            with open(self.path, "rb") as raw:
+                stream = _Recorder(_decompressed(raw))
+                tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 (nothing to close: `raw` is)
+                while (info := tar.next()) is not None:
+                    at = info.offset
+                    if info.isreg():
+                        data = tar.extractfile(info).read()
+                        if info.name == SHARD_INDEX and at == 0:
+                            self.index = _parse_index(data)
+                        elif not (info.name.startswith("__") and info.name.endswith("__")):
+                            yield info.name, data
+                    tar.members = []  # a stream of any length: don't keep every header
+                    at = tar.offset
+                self.problem = _end_problem(stream, tar.offset)
+        except _WALK_ERRORS as err:
+            self.problem = f"the rest of the shard is unreadable from byte {at}: {_reason(err)}"
+
+
+def _decompressed(raw: BinaryIO) -> BinaryIO:
+    magic = raw.read(6)
+    raw.seek(0)
+    opener = next((f for m, f in _DECOMPRESSORS.items() if magic.startswith(m)), None)
+    return opener(raw) if opener is not None else raw
+
+
+def _end_problem(stream: _Recorder, offset: int) -> str | None:
+    """Why the archive doesn't end properly where tarfile stopped (`offset`), or None when it does.
+
+    tarfile's reader stops at the first header it can't read (zeros, garbage, a file cut short) without
+    telling which; a whole tar file has nothing after its last member but zero blocks, at least two.
+    """
+    zeros = 0
+    for chunk in itertools.chain([stream.since(offset)], stream.rest()):
+        if chunk.strip(b"\0"):
+            return f"the rest of the shard is unreadable from byte {offset}: no valid tar header there"
+        zeros += len(chunk)
+    if zeros < _TAR_END:
+        return (
+            f"the shard is cut short at byte {offset + zeros}: it ends without the zero blocks that close "
+            "a tar file"
+        )
+    return None
+
+
+class _Recorder:
+    """A read-only stream that keeps its last few chunks, so that the bytes after where tarfile stopped can
+    be looked at although its stream reader (which reads ahead) has consumed them."""
+
+    def __init__(self, raw: BinaryIO, keep: int = 4):
+        self.raw = raw
+        self.pos = 0
+        self.chunks: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=keep)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if data:
+            self.chunks.append((self.pos, data))
+            self.pos += len(data)
+        return data
+
+    def since(self, offset: int) -> bytes:
+        """The bytes read from `offset` on (tarfile reads ahead by one record at most: they are kept)."""
+        return b"".join(d[max(0, offset - start) :] for start, d in self.chunks if start + len(d) > offset)
+
+    def rest(self) -> Iterator[bytes]:
+        while chunk := self.raw.read(_TAR_RECORD):
+            yield chunk
+
+
+def decode_shard_sample(
+    members: dict[str, bytes], key: str, shard: str, required: frozenset[str] = frozenset()
+) -> Sample:
+    """Tar members of one sample → a sample dict, or a skip marker naming `shard#key` and the problem: a bad
+    json, no image, a field of `required` missing (e.g. `"caption"`), an empty caption, a broken image."""
     where = f"{shard}#{key}"
     try:
         meta = json.loads(members["json"]) if "json" in members else {}
@@ -355,6 +695,11 @@ def decode_shard_sample(members: dict[str, bytes], key: str, shard: str) -> Samp
     image_ext = next((e for e in SHARD_IMAGE_EXTENSIONS if e in members), None)
     if image_ext is None:
         return skip_marker(sample_id, where, f"no image member (has {sorted(members)})")
+    missing = required - _fields(members, meta)
+    if missing:
+        return skip_marker(
+            sample_id, where, f"no {', '.join(sorted(missing))}, which every sample of the shard has"
+        )
     sample: Sample = {**meta, "id": sample_id, "__key__": key, "__shard__": shard}
     if "txt" in members:
         sample["text"] = members["txt"].decode("utf-8", "replace").strip()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from vlzoo.core.errors import DataError
@@ -53,9 +53,18 @@ SAMPLE_ERRORS: tuple[type[BaseException], ...] = (
 
 def _decode_pil(data: bytes | str | os.PathLike, name: str) -> Image.Image:
     """Decode fully (`load()`), so a truncated file fails here, inside the source, not later in a transform."""
-    with Image.open(io.BytesIO(data) if isinstance(data, bytes | bytearray) else data) as img:
-        img.load()
-        return img.convert("RGB")
+    if not isinstance(data, bytes | bytearray):
+        with Image.open(data) as img:
+            img.load()
+            return img.convert("RGB")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.convert("RGB")
+    except (
+        UnidentifiedImageError
+    ) as err:  # PIL names the buffer object (`<_io.BytesIO at 0x…>`), not the file
+        raise UnidentifiedImageError(f"cannot identify image file {name!r}") from err
 
 
 # Only the decoders domains add: PIL is the fallback for every other extension, so it owns none and a domain

@@ -11,7 +11,8 @@ and the registry of evaluation tasks behind `vlzoo eval <task>` and `vlzoo-<doma
 >>> evaluate_retrieval("clip-vit-tiny", data="toyworld", out="runs/retrieval")
 
 Modules: `retrieval`, `zeroshot`, `probe` (metrics), `features` (encoding a set), `report` (tables,
-JSON, plots), `runners` (the core's tasks and the glue domains share), `tasks` (the task registry).
+JSON, plots), `runners` (the core's tasks and the glue domains share), `tasks` (the task registry),
+`skips` (the skipped samples every task counts, reports and stops on above `--max-skip-rate`).
 Names are imported on first use: the task registry is read whenever a command's parser is built, and the
 report code pulls in matplotlib (seconds).
 """
@@ -20,43 +21,52 @@ from __future__ import annotations
 
 import importlib
 
-from vlzoo.core.eval.features import (
-    EncodedImages,
-    EncodedRetrievalSet,
-    encode_images,
-    encode_pair_batch,
-    encode_retrieval_set,
-    encode_texts,
-)
-from vlzoo.core.eval.probe import (
-    DEFAULT_WEIGHT_DECAYS,
-    LogisticRegression,
-    fit_logistic_regression,
-    linear_probe,
-)
-from vlzoo.core.eval.retrieval import (
-    DEFAULT_RECALL_KS,
-    auto_chunk_size,
-    median_rank,
-    recall_at_k,
-    retrieval_metrics,
-    retrieval_ranks,
-)
-from vlzoo.core.eval.zeroshot import (
-    OPENAI_IMAGENET_TEMPLATES,
-    SIMPLE_TEMPLATES,
-    classification_metrics,
-    zeroshot_classifier,
-    zeroshot_metrics,
-)
-
-# Imported on first use: the report code pulls in matplotlib (seconds), and the task registry reaches the
-# model registry, which must not be imported while the core itself is being imported.
+# Every name is imported on first use: `vlzoo --help` reads the task registry without torch, the report code
+# pulls in matplotlib (seconds), and the task registry reaches the model registry, which must not be
+# imported while the core itself is being imported.
 _LAZY: dict[str, tuple[str, ...]] = {
+    "features": (
+        "EncodedImages",
+        "EncodedRetrievalSet",
+        "encode_images",
+        "encode_pair_batch",
+        "encode_retrieval_set",
+        "encode_texts",
+    ),
+    "probe": (
+        "DEFAULT_WEIGHT_DECAYS",
+        "LogisticRegression",
+        "fit_logistic_regression",
+        "linear_probe",
+    ),
+    "retrieval": (
+        "DEFAULT_RECALL_KS",
+        "auto_chunk_size",
+        "median_rank",
+        "recall_at_k",
+        "retrieval_metrics",
+        "retrieval_ranks",
+    ),
+    "skips": (
+        "DEFAULT_MAX_SKIP_RATE",
+        "SkipLedger",
+        "active_skips",
+        "evaluation_runner",
+        "skip_scope",
+        "with_skips",
+    ),
+    "zeroshot": (
+        "OPENAI_IMAGENET_TEMPLATES",
+        "SIMPLE_TEMPLATES",
+        "classification_metrics",
+        "zeroshot_classifier",
+        "zeroshot_metrics",
+    ),
     "report": (
         "plot_query_grid",
         "plot_recall_curves",
         "plot_similarity_heatmap",
+        "print_skip_note",
         "print_table",
         "report_metrics",
         "save_figure",
@@ -66,6 +76,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     "runners": (
         "GalleryImages",
+        "SkipCountingLoader",
         "eval_loader",
         "evaluate_linear_probe",
         "evaluate_retrieval",
@@ -86,30 +97,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
-__all__ = [
-    "DEFAULT_RECALL_KS",
-    "DEFAULT_WEIGHT_DECAYS",
-    "OPENAI_IMAGENET_TEMPLATES",
-    "SIMPLE_TEMPLATES",
-    "EncodedImages",
-    "EncodedRetrievalSet",
-    "LogisticRegression",
-    "auto_chunk_size",
-    "classification_metrics",
-    "encode_images",
-    "encode_pair_batch",
-    "encode_retrieval_set",
-    "encode_texts",
-    "fit_logistic_regression",
-    "linear_probe",
-    "median_rank",
-    "recall_at_k",
-    "retrieval_metrics",
-    "retrieval_ranks",
-    "zeroshot_classifier",
-    "zeroshot_metrics",
-    *_HOME,
-]
+__all__ = [*_HOME]
 
 
 def __getattr__(name: str):

@@ -24,11 +24,13 @@ from rich.table import Table
 
 from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.eval.retrieval import recall_at_k, retrieval_ranks
+from vlzoo.core.eval.skips import active_skips, with_skips
 
 __all__ = [
     "plot_query_grid",
     "plot_recall_curves",
     "plot_similarity_heatmap",
+    "print_skip_note",
     "print_table",
     "report_metrics",
     "save_figure",
@@ -117,6 +119,22 @@ def print_table(
         table.add_row(name, value)
     (console or Console()).print(table)
     return table
+
+
+def print_skip_note(console: Console | None = None, always: bool = False) -> str | None:
+    """Prints, under a report's table, how many samples the running evaluation skipped and which (see
+    `vlzoo.core.eval.skips`); with `always`, also that none were (for a table without a `skipped` row).
+    Returns the note, None when nothing was printed."""
+    skips = active_skips()
+    note = skips.note() if skips is not None and (always or skips.skipped) else None
+    if note is not None:  # no markup (file names hold brackets) and no wrapping (names stay whole)
+        (console or Console()).print(note, markup=False, highlight=False, soft_wrap=True)
+    return note
+
+
+def _table_rows(metrics: Mapping[str, object]) -> dict[str, object]:
+    """The metrics a table shows: the skipped files are listed under it, not crammed into a cell."""
+    return {k: v for k, v in metrics.items() if k != "skipped_examples"}
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
@@ -289,11 +307,14 @@ def write_report(
     """Prints the table and writes ``metrics.json`` plus, given retrieval features, the three plots.
 
     The recall curves and heatmap need ``image_features``, ``text_features`` and ``text_to_image``; the
-    query grid also needs ``captions`` and ``images``. Returns the written paths by name.
+    query grid also needs ``captions`` and ``images``. Inside an evaluation, the table and the JSON carry
+    its skipped samples (`vlzoo.core.eval.skips`). Returns the written paths by name.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    print_table(metrics, title=title, console=console)
+    metrics = with_skips(metrics)
+    print_table(_table_rows(metrics), title=title, console=console)
+    print_skip_note(console)
     paths = {"json": write_json(metrics, out / "metrics.json")}
     retrieval = (image_features, text_features, text_to_image)
     if any(x is not None for x in retrieval) and not all(x is not None for x in retrieval):
@@ -323,6 +344,7 @@ def report_metrics(
     """The end of every evaluation runner: with ``out``, `write_report` there (``plots`` are its plot
     keywords, e.g. ``EncodedRetrievalSet.plots()``); without, only the table. Returns the written paths."""
     if out is None:
-        print_table(metrics, title=title, console=console)
+        print_table(_table_rows(with_skips(metrics)), title=title, console=console)
+        print_skip_note(console)
         return {}
     return write_report(out, metrics, title=title, console=console, **plots)

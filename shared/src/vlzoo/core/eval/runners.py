@@ -8,7 +8,9 @@ Every runner, here and in the domains, has one keyword signature, which is what 
 `model` is a registered name or a module from `create_model` (which names its preprocessing); `data` a
 file, a folder or a generated dataset's name (written under `data_dir` on first use); with `out` the
 report (JSON and plots) is written there, else the table is printed. The helpers below are the glue the
-domains' runners share: `load_eval_model`, `eval_loader`, `GalleryImages`.
+domains' runners share: `load_eval_model`, `eval_loader`, `GalleryImages`. A runner is decorated with
+`@evaluation_runner` and reads its data through `eval_loader`: its skipped samples are then counted,
+reported with examples, and stop it above `max_skip_rate` (`vlzoo.core.eval.skips`).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from vlzoo.core.errors import ConfigError
 from vlzoo.core.eval.features import EncodedRetrievalSet, encode_images, encode_retrieval_set
 from vlzoo.core.eval.probe import linear_probe
 from vlzoo.core.eval.report import report_metrics
+from vlzoo.core.eval.skips import active_skips, evaluation_runner
 from vlzoo.core.eval.zeroshot import SIMPLE_TEMPLATES, zeroshot_classifier, zeroshot_metrics
 from vlzoo.core.registry import create_model, get_tokenizer, get_transforms
 
 __all__ = [
     "GalleryImages",
+    "SkipCountingLoader",
     "eval_loader",
     "evaluate_linear_probe",
     "evaluate_retrieval",
@@ -61,13 +65,37 @@ def load_eval_model(model: str | nn.Module, pretrained: str | None = None) -> tu
 
 
 def eval_loader(
-    model_name: str, dataset: Dataset, batch_size: int = 128, workers: int = 0, captions: bool = True
+    model: str | nn.Module,
+    dataset: Dataset,
+    batch_size: int = 128,
+    workers: int = 0,
+    captions: bool = True,
+    count_skips: bool = True,
 ) -> DataLoader:
-    """Batches with the model's evaluation preprocessing and, with `captions`, every caption tokenized."""
-    transform = get_transforms(model_name, train=False)
-    tokenizer = get_tokenizer(model_name) if captions else None
+    """Batches with the model's evaluation preprocessing and, with `captions`, every caption tokenized. Give
+    the loaded model (or a registered name for its defaults): its own config, saved with its weights, says
+    how its inputs were prepared. Its skipped samples count into the evaluation's tally unless
+    `count_skips` is False (a batch re-read for a plot)."""
+    transform = get_transforms(model, train=False)
+    tokenizer = get_tokenizer(model) if captions else None
     collate = ImageTextCollator(transform, tokenizer, captions="all")
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+    loader = SkipCountingLoader if count_skips else DataLoader
+    return loader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+
+
+class SkipCountingLoader(DataLoader):
+    """A DataLoader that counts its batches' skipped samples into the evaluation's `SkipLedger` (see
+    `vlzoo.core.eval.skips`) and, read to the end, stops the evaluation when too many were skipped: every
+    runner reads through `eval_loader`, so no task reports metrics over a silently smaller set."""
+
+    def __iter__(self):
+        skips = active_skips()
+        for batch in super().__iter__():
+            if skips is not None:
+                skips.count(batch)
+            yield batch
+        if skips is not None:
+            skips.check()
 
 
 class GalleryImages(Sequence):
@@ -120,6 +148,7 @@ def _class_folder(data: str, split: str, data_kind: str | None, data_dir) -> Ima
     return ImageFolderClasses(root / split if (root / split).is_dir() else root)
 
 
+@evaluation_runner
 @torch.inference_mode()
 def evaluate_retrieval(
     model: str | nn.Module,
@@ -139,13 +168,14 @@ def evaluate_retrieval(
     path = resolve_eval_data(data, data_dir)
     source = build_source(path, data_kind or infer_data_kind(path), split, "all", {"train": False})
     net, name = load_eval_model(model, pretrained)
-    encoded = encode_retrieval_set(net, eval_loader(name, source, batch_size, workers))
+    encoded = encode_retrieval_set(net, eval_loader(net, source, batch_size, workers))
     metrics = encoded.metrics()
     plots = {**encoded.plots(), "images": GalleryImages.of(source, encoded)}
     report_metrics(metrics, f"{name} retrieval on {data} ({split})", out, **plots)
     return metrics
 
 
+@evaluation_runner
 @torch.inference_mode()
 def evaluate_zeroshot(
     model: str | nn.Module,
@@ -165,14 +195,15 @@ def evaluate_zeroshot(
     dataset = _class_folder(data, split, data_kind, data_dir)
     net, name = load_eval_model(model, pretrained)
     classifier = zeroshot_classifier(
-        net, get_tokenizer(name), dataset.class_names, list(templates or SIMPLE_TEMPLATES)
+        net, get_tokenizer(net), dataset.class_names, list(templates or SIMPLE_TEMPLATES)
     )
-    encoded = encode_images(net, eval_loader(name, dataset, batch_size, workers, captions=False))
+    encoded = encode_images(net, eval_loader(net, dataset, batch_size, workers, captions=False))
     metrics = zeroshot_metrics(encoded.features, classifier, encoded.labels, classnames=dataset.class_names)
     report_metrics(metrics, f"{name} zero-shot on {data}", out)
     return metrics
 
 
+@evaluation_runner
 @torch.inference_mode()
 def evaluate_linear_probe(
     model: str | nn.Module,
@@ -195,7 +226,7 @@ def evaluate_linear_probe(
     train, test = (
         encode_images(
             net,
-            eval_loader(name, _class_folder(d, s, data_kind, data_dir), batch_size, workers, captions=False),
+            eval_loader(net, _class_folder(d, s, data_kind, data_dir), batch_size, workers, captions=False),
         )
         for d, s in ((train_data, "train"), (data, split))
     )

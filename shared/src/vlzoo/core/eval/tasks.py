@@ -22,13 +22,12 @@ import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from vlzoo.core.errors import ConfigError
-from vlzoo.core.registry import create_model
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "EvalTask",
@@ -68,9 +67,18 @@ class EvalTask:
         module, _, function = self.runner.partition(":")
         return getattr(importlib.import_module(module), function)
 
-    def run(self, model: str | nn.Module, **options: Any) -> dict[str, Any]:
+    def run(
+        self, model: str | nn.Module, *, max_skip_rate: float | None = None, **options: Any
+    ) -> dict[str, Any]:
         """Runs the task. An option the runner does not take is dropped when it is None (a flag left
-        unset) and refused otherwise: a setting the task cannot honour is an error, not a no-op."""
+        unset) and refused otherwise: a setting the task cannot honour is an error, not a no-op.
+
+        Every task runs in a skip scope (`vlzoo.core.eval.skips`): the samples its loaders skip are
+        counted, listed in its report and returned metrics, and stop it above `max_skip_rate` (default
+        1%), whether or not its runner was written with `@evaluation_runner`."""
+        # imported here, like the runner: building a command's parser imports no data code
+        from vlzoo.core.eval.skips import skip_scope, with_skips
+
         runner = self.load()
         parameters = inspect.signature(runner).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -78,7 +86,8 @@ class EvalTask:
             if refused:
                 raise ConfigError(f"eval task {self.name!r} does not take {', '.join(refused)}")
             options = {k: v for k, v in options.items() if k in parameters}
-        return runner(model, **options)
+        with skip_scope(max_skip_rate):
+            return with_skips(runner(model, **options))
 
 
 _TASKS: dict[str, dict[str, EvalTask]] = {}
@@ -121,6 +130,11 @@ def get_eval_task(name: str, domain: str = "core") -> EvalTask:
 
 def applicable_eval_tasks(model: str, tasks: Iterable[EvalTask]) -> list[EvalTask]:
     """The `tasks` whose `applies` accepts `model`, built on the meta device (no weights are made)."""
+    # Imported here, not above: building a command's parser reads this registry and must not load torch.
+    import torch
+
+    from vlzoo.core.registry import create_model
+
     with torch.device("meta"):
         net = create_model(model)
     return [task for task in tasks if task.applies is not None and task.applies(net)]
@@ -166,6 +180,13 @@ def add_eval_arguments(
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--workers", type=int, default=workers, help="data loading processes")
     parser.add_argument("--out", default=None, help="write the report (JSON and plots) here")
+    parser.add_argument(
+        "--max-skip-rate",
+        type=float,
+        default=None,
+        help="fail when more than this fraction of the samples is unreadable (default 0.01 = 1%%); "
+        "below it, the report lists the skipped files",
+    )
     return parser
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from vlzoo.core.errors import ConfigError, DataError
+from vlzoo.core.errors import ConfigError, DataError, DownloadError
 from vlzoo.core.towers.heads import build_head
+from vlzoo.core.towers.hf_configs import known_hf_config
+from vlzoo.core.towers.structure import loads_pretrained
 from vlzoo.core.towers.tokenizers import ClipTokenizer, HFTokenizer, TokenizedText
 
 
@@ -18,7 +21,9 @@ class TextTowerConfig:
 
     `kind="clip"` builds transformers' `CLIPTextModel` from the width/heads/layers below (causal mask,
     final LayerNorm, pooling at the end-of-text token). `kind="hf"` loads any encoder that
-    `transformers.AutoModel` knows, by hub id or local directory (`hf_model`).
+    `transformers.AutoModel` knows, by hub id or local directory (`hf_model`); built at random
+    (`hf_pretrained=False`, or inside `structure_only()`), its architecture comes from the config registered
+    for that hub id (`towers.hf_configs`), else from its `config.json` (local, cached or downloaded).
     """
 
     kind: str = "clip"  # "clip" | "hf"
@@ -62,13 +67,56 @@ def _build_clip_text(cfg: TextTowerConfig) -> nn.Module:
 
 
 def _build_hf_text(cfg: TextTowerConfig) -> nn.Module:
-    from transformers import AutoConfig, AutoModel
+    return build_hf_encoder(cfg.hf_model, pretrained=cfg.hf_pretrained, add_pooling_layer=False)
 
-    if not cfg.hf_model:
+
+def hf_encoder_config(hf_model: str | None) -> Any:
+    """The transformers config of encoder `hf_model`: the one registered inline for that hub id
+    (`register_hf_config`), else its `config.json` (a local directory, the hub's cache, or the network).
+
+    Raises:
+        DownloadError: neither registered nor readable (one line naming the encoder and the file).
+    """
+    from transformers import AutoConfig
+
+    if not hf_model:
         raise ConfigError("text tower kind='hf' needs hf_model (a hub id or a local directory)")
-    if cfg.hf_pretrained:
-        return AutoModel.from_pretrained(cfg.hf_model, add_pooling_layer=False)
-    return AutoModel.from_config(AutoConfig.from_pretrained(cfg.hf_model), add_pooling_layer=False)
+    inline = known_hf_config(hf_model)
+    if inline is not None:
+        return AutoConfig.for_model(inline.pop("model_type"), **inline)
+    try:
+        return AutoConfig.from_pretrained(hf_model)
+    except OSError as err:
+        raise _unavailable(hf_model, "config.json", err) from None
+
+
+def build_hf_encoder(hf_model: str | None, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """A `transformers.AutoModel` encoder: `hf_model`'s weights when `pretrained` (outside `structure_only()`),
+    else random weights on the architecture of `hf_encoder_config(hf_model)`. `kwargs` go to the model
+    class (e.g. `add_pooling_layer=False`)."""
+    from transformers import AutoModel
+
+    if not loads_pretrained(pretrained):
+        return AutoModel.from_config(hf_encoder_config(hf_model), **kwargs)
+    if not hf_model:
+        raise ConfigError("text tower kind='hf' needs hf_model (a hub id or a local directory)")
+    try:
+        return AutoModel.from_pretrained(hf_model, **kwargs)
+    except OSError as err:
+        raise _unavailable(hf_model, "weights", err) from None
+
+
+def _unavailable(hf_model: str, what: str, err: OSError) -> DownloadError:
+    """transformers' screenful about a missing file, as one line saying which model and file it was."""
+    from huggingface_hub import is_offline_mode
+
+    if is_offline_mode():
+        return DownloadError(
+            f"the {what} of text encoder {hf_model!r} is not in the Hugging Face cache and the hub is offline "
+            "(VLZOO_OFFLINE / HF_HUB_OFFLINE); fetch it once online, or register it (towers.register_hf_config)"
+        )
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    return DownloadError(f"cannot load the {what} of text encoder {hf_model!r}: {first}")
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -79,7 +127,15 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     return max(lists, key=len)
 
 
-__all__ = ["TEXT_POOLS", "TextTower", "TextTowerConfig", "build_tokenizer", "encoder_layers"]
+__all__ = [
+    "TEXT_POOLS",
+    "TextTower",
+    "TextTowerConfig",
+    "build_hf_encoder",
+    "build_tokenizer",
+    "encoder_layers",
+    "hf_encoder_config",
+]
 
 
 class TextTower(nn.Module):

@@ -11,6 +11,7 @@ from torch import nn
 
 from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.towers.heads import build_head
+from vlzoo.core.towers.structure import loads_pretrained
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -58,7 +59,7 @@ class VisionTower(nn.Module):
         self.trunk = _create_trunk(
             cfg.timm_model,
             cfg.image_size,
-            pretrained=cfg.timm_pretrained,
+            pretrained=loads_pretrained(cfg.timm_pretrained),
             num_classes=num_classes,
             in_chans=cfg.in_chans,
             **kwargs,

@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from vlzoo.core.data import ImageTextCollator
 from vlzoo.core.data.kinds import (
     build_source,
+    check_data_options,
+    check_generate_options,
     data_kinds,
     ensure_generated,
     get_data_kind,
@@ -41,7 +43,9 @@ class ImageTextDataModule(L.LightningDataModule):
             `val_split` / `test_split`.
         data_kind: how to read `data` when its suffix doesn't tell (`"auto"`), e.g. `"medconcept"`; the
             kinds are those of `vlzoo.core.data.kinds` plus the installed domains'.
-        model, model_overrides: whose preprocessing and tokenizer to use (linked from the model by the CLI).
+        model, pretrained, model_overrides: whose preprocessing and tokenizer to use, resolved as
+            `create_model(model, pretrained, **model_overrides)` resolves the model's config (the config saved
+            with fine-tuned weights included); linked from the model by the CLI.
         img_key, caption_key: columns of CSV/TSV/JSONL (default each format's own: `filepath`/`title` for
             CSV as open_clip writes them, `image`/`text` for JSONL).
         captions: training caption per image with several: `"random"` each epoch, or `"each"` pair.
@@ -64,6 +68,7 @@ class ImageTextDataModule(L.LightningDataModule):
         data_kind: str = "auto",
         model: str = "clip-vit-tiny",
         model_overrides: dict[str, Any] | None = None,
+        pretrained: str | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -94,6 +99,20 @@ class ImageTextDataModule(L.LightningDataModule):
             raise ConfigError(f"data.batch_size must be positive, got {batch_size}")
         self.save_hyperparameters()
         self._datasets: dict[str, Dataset] = {}
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """Dict-valued settings are checked key by key here, before any data is read or written."""
+        hp = self.hparams
+        given = [d for d in (hp.data, hp.val_data, hp.test_data) if d is not None]
+        generate_key = "data.toyworld" if hp.toyworld is not None else "data.generate"
+        generated = [d for d in given if get_generated_dataset(d) is not None]
+        if (hp.generate or hp.toyworld) and not generated:
+            raise ConfigError(f"{generate_key} is given but no data is a generated dataset ({given})")
+        for data in generated:
+            check_generate_options(data, hp.generate or hp.toyworld or {}, key=generate_key)
+        if hp.data_options:
+            check_data_options([self._resolve(d)[1] for d in given], hp.data_options)
 
     # ----------------------------------------------------------------------------------- sources
     def _resolve(self, data: str) -> tuple[str, str]:
@@ -141,14 +160,11 @@ class ImageTextDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------ loaders
     def _collator(self, train: bool) -> ImageTextCollator:
         hp = self.hparams
-        overrides = hp.model_overrides or {}
-        transform = get_transforms(
-            hp.model, train=train, albumentations=hp.albumentations if train else None, **overrides
-        )
+        model = {"pretrained": hp.pretrained, **(hp.model_overrides or {})}
+        augment = hp.albumentations if train else None
+        transform = get_transforms(hp.model, train=train, albumentations=augment, **model)
         captions = ("random" if hp.captions == "random" else "first") if train else "all"
-        return ImageTextCollator(
-            transform, get_tokenizer(hp.model, **overrides), captions=captions, seed=hp.seed
-        )
+        return ImageTextCollator(transform, get_tokenizer(hp.model, **model), captions=captions, seed=hp.seed)
 
     def _loader(self, name: str, train: bool) -> DataLoader:
         if name not in self._datasets:

@@ -23,6 +23,9 @@ _log = logging.getLogger(__name__)
 CONFIG_FORMAT_VERSION = 1
 HF_HUB_PREFIX = "hf-hub:"
 OPEN_CLIP_HF_FILE = "open_clip_model.safetensors"
+# vlzoo's LightningModule (`train.ZooModule`) holds the zoo model as `self.model`: every weight of a
+# `last.ckpt` is named `model.<key>`.
+TRAINING_MODULE_PREFIX = "model."
 
 
 @dataclass
@@ -84,7 +87,8 @@ def resolve_pretrained(
             )
         path = path / "model.safetensors"
     if path.is_file():
-        return PretrainedSource(str(path), path=path, saved_config=_saved_config(path, model_name))
+        saved = _saved_config(path, model_name) or _training_config(path, model_name, tags)
+        return PretrainedSource(str(path), path=path, saved_config=saved)
     known = ", ".join(sorted(tags)) or "none"
     raise WeightsError(
         f"pretrained={text!r} for {model_name!r} is neither one of its tags ({known}), an existing file or "
@@ -108,6 +112,71 @@ def _saved_config(weights_path: Path, model_name: str) -> dict[str, Any]:
     return saved.get("config", {})
 
 
+def _training_config(
+    path: Path, model_name: str, tags: Mapping[str, WeightSpec], visited: frozenset[Path] = frozenset()
+) -> dict[str, Any]:
+    """The config a vlzoo training checkpoint (Lightning's `.ckpt` of `ZooModule`) was trained with: the
+    config of the weights the run started from, then its `model_overrides`, read from the hyper-parameters
+    Lightning saved beside the weights (`weights_only`, memory-mapped: nothing is unpickled or read twice).
+    Another model's checkpoint is refused by name; a file that is no training checkpoint gives `{}`."""
+    if path.suffix == ".safetensors":
+        return {}
+    try:
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:  # not a zip torch file, or unreadable: load_weights names the problem
+        return {}
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(hparams, Mapping) or not isinstance(hparams.get("model"), str):
+        return {}
+    if hparams["model"] != model_name:
+        raise WeightsError(f"{path} is a training checkpoint of {hparams['model']!r}, not of {model_name!r}")
+    start = _start_config(hparams.get("pretrained"), model_name, tags, visited | {path.resolve()})
+    return _merged(start, hparams.get("model_overrides") or {})
+
+
+def _start_config(
+    start: Any, model_name: str, tags: Mapping[str, WeightSpec], visited: frozenset[Path]
+) -> dict[str, Any]:
+    """What the weights a run started from required of the config: a tag's `config_overrides`, or the
+    config saved with a vlzoo file (a checkpoint that started from a checkpoint is followed back)."""
+    if start is None:
+        return {}
+    if str(start) in tags:
+        return dict(tags[str(start)].config_overrides)
+    path = Path(str(start)).expanduser()
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        _log.warning("the run started from %s, which is not here: its config is taken as registered", start)
+        return {}
+    if path.resolve() in visited:  # a run resumed into the file it started from
+        return {}
+    return _saved_config(path, model_name) or _training_config(path, model_name, tags, visited)
+
+
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` updated by `changes`, nested dicts merged key by key (a sub-config changed in one field)."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            value = _merged(out[key], value)
+        out[key] = value
+    return out
+
+
+def _unwrap_training_module(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The zoo model's own weights out of a training checkpoint, whose keys all carry `model.`; what the
+    LightningModule holds besides the model (a loss's buffers) is not the model's. Weights already named as
+    the model names them are returned as they are."""
+    own = model.state_dict().keys()
+    if not state_dict.keys().isdisjoint(own) or not any(
+        k.startswith(TRAINING_MODULE_PREFIX) for k in state_dict
+    ):
+        return state_dict
+    n = len(TRAINING_MODULE_PREFIX)
+    return {k[n:]: v for k, v in state_dict.items() if k.startswith(TRAINING_MODULE_PREFIX)}
+
+
 def load_weights(
     model: nn.Module, source: PretrainedSource | str | Path, strict: bool = True
 ) -> dict[str, list]:
@@ -119,7 +188,7 @@ def load_weights(
     if not isinstance(source, PretrainedSource):
         source = PretrainedSource(str(source), path=Path(source))
     path = source.file()
-    state_dict = load_state_dict(path)
+    state_dict = _unwrap_training_module(load_state_dict(path), model)
     state_dict = convert(state_dict, source.converter or detect_format(state_dict), model)
     _resize_pos_embed(state_dict, model)
     return load_checked(model, state_dict, strict=strict, where=str(path))

@@ -394,6 +394,30 @@ def _download_url(
 
 def _download_hf(spec: WeightSpec, *, weights_dir: Path, timeout: float) -> Path:
     """Fetch through huggingface_hub so that its cache, auth, mirrors and offline rules apply."""
+    offline = _offline_var()
+    path = _cached_hf_file(spec, offline) if offline is not None else _fetch_hf(spec, timeout=timeout)
+    if spec.sha256 is not None:
+        _verify_hf_file(spec, path, weights_dir=weights_dir)
+    return path
+
+
+def _cached_hf_file(spec: WeightSpec, offline: str) -> Path:
+    """The file from huggingface_hub's cache, looked up on disk only: offline, `hf_hub_download` is not
+    called at all, since even with `local_files_only` it may resolve the hub's host."""
+    assert spec.hf_hub_id is not None
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    found = try_to_load_from_cache(spec.hf_hub_id, spec.filename, revision=spec.revision)
+    if isinstance(found, str):
+        return Path(found)
+    raise DownloadError(
+        f"{spec.source} is not in the Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}) and {offline}={os.environ[offline]} forbids downloading it; "
+        f"unset {offline} to download it"
+    )
+
+
+def _fetch_hf(spec: WeightSpec, *, timeout: float) -> Path:
     assert spec.hf_hub_id is not None
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import (  # re-exported there by every version vlzoo supports
@@ -404,42 +428,43 @@ def _download_hf(spec: WeightSpec, *, weights_dir: Path, timeout: float) -> Path
         RevisionNotFoundError,
     )
 
-    offline = _offline_var()
     try:
-        path = Path(
+        return Path(
             hf_hub_download(
                 spec.hf_hub_id,
                 spec.filename,
                 revision=spec.revision,
-                local_files_only=offline is not None,
                 etag_timeout=timeout,
                 library_name="vlzoo",
             )
         )
     except LocalEntryNotFoundError as e:
-        if offline is not None:
-            reason = (
-                f"is not in the Hugging Face cache and {offline}={os.environ[offline]} forbids downloading it"
-            )
-        else:
-            reason = "could not be reached and is not in the Hugging Face cache"
-        raise DownloadError(f"{spec.source} {reason} ({e})") from e
+        raise DownloadError(
+            f"{spec.source} could not be reached and is not in the Hugging Face cache ({_first_line(e)})"
+        ) from e
     except GatedRepoError as e:
-        raise DownloadError(f"{spec.source}: the repo is gated; accept its terms and log in ({e})") from e
+        raise DownloadError(
+            f"{spec.source}: the repo is gated; accept its terms and log in ({_first_line(e)})"
+        ) from e
     except RepositoryNotFoundError as e:
         raise DownloadError(
-            f"{spec.source}: no such repo, or it is private and no token was given ({e})"
+            f"{spec.source}: no such repo, or it is private and no token was given ({_first_line(e)})"
         ) from e
     except RevisionNotFoundError as e:
-        raise DownloadError(f"{spec.source}: no revision {spec.revision!r} in {spec.hf_hub_id} ({e})") from e
+        raise DownloadError(
+            f"{spec.source}: no revision {spec.revision!r} in {spec.hf_hub_id} ({_first_line(e)})"
+        ) from e
     except EntryNotFoundError as e:
-        raise DownloadError(f"{spec.source}: no file {spec.filename!r} in {spec.hf_hub_id} ({e})") from e
+        raise DownloadError(
+            f"{spec.source}: no file {spec.filename!r} in {spec.hf_hub_id} ({_first_line(e)})"
+        ) from e
     except Exception as e:  # HTTP errors, disk errors: its exception classes differ across versions
-        raise DownloadError(f"downloading {spec.source} failed: {type(e).__name__}: {e}") from e
+        raise DownloadError(f"downloading {spec.source} failed: {type(e).__name__}: {_first_line(e)}") from e
 
-    if spec.sha256 is not None:
-        _verify_hf_file(spec, path, weights_dir=weights_dir)
-    return path
+
+def _first_line(error: BaseException) -> str:
+    """huggingface_hub's messages run over several lines; an error vlzoo prints is one."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 def _verify_hf_file(spec: WeightSpec, path: Path, *, weights_dir: Path) -> None:

@@ -70,8 +70,8 @@ for _suffix in DICOM_IMAGE_SUFFIXES:
 for _suffix in (".nii", ".nii.gz"):
     register_image_decoder(_suffix, decode_volume)
 
-register_data_kind("roco", build_roco)
-register_data_kind("mimic-cxr", build_mimic, has_splits=True)
+register_data_kind("roco", build_roco, options=("image_root",))
+register_data_kind("mimic-cxr", build_mimic, has_splits=True, options=("section",))
 register_data_kind("medconcept", build_medconcept, has_splits=True)
 register_data_kind("volume-reports", build_volume_reports, has_splits=True)
 for _name, (_filename, _kind) in MED_TOYWORLD_FILES.items():

@@ -52,8 +52,9 @@ RS_TOYWORLD_FILE = "rs-toyworld.json"
 
 for _ext in (".tif", ".tiff"):
     register_image_decoder(_ext, decode_geotiff)
-register_data_kind("rs-karpathy", build_rs_karpathy, has_splits=True)
-register_data_kind("rs-multilingual", build_rs_multilingual, has_splits=True)
+RS_DATA_OPTIONS = ("image_root", "bands", "languages")
+register_data_kind("rs-karpathy", build_rs_karpathy, has_splits=True, options=RS_DATA_OPTIONS)
+register_data_kind("rs-multilingual", build_rs_multilingual, has_splits=True, options=RS_DATA_OPTIONS)
 register_generated_dataset(RS_TOYWORLD, write_rs_toyworld, RS_TOYWORLD_FILE, kind="rs-karpathy")
 
 __all__ = [
