@@ -55,6 +55,7 @@ from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.losses import SigLipLoss
 from vlzoo.core.models import CLIPConfig, DualEncoder
 from vlzoo.core.towers import (
+    BERT_BASE_CONFIG,
     TextTowerConfig,
     TokenizedText,
     VisionTowerConfig,
@@ -540,28 +541,9 @@ def tiny_medical_bert_dir() -> str:
 # ------------------------------------------------------------------------------------------ registry
 
 
-# PubMedBERT's config.json (as the fine-tunes naming it as their base repeat it), so that the text tower's
-# architecture builds without the hub.
-register_hf_config(
-    PUBMEDBERT,
-    {
-        "model_type": "bert",
-        "vocab_size": 30522,
-        "hidden_size": 768,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "intermediate_size": 3072,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1,
-        "max_position_embeddings": 512,
-        "type_vocab_size": 2,
-        "initializer_range": 0.02,
-        "layer_norm_eps": 1e-12,
-        "pad_token_id": 0,
-        "position_embedding_type": "absolute",
-    },
-)
+# PubMedBERT is BERT-base with its own vocabulary of the same size: its config.json (as the fine-tunes naming
+# it as their base repeat it) has BERT-base's fields, so the text tower's architecture builds without the hub.
+register_hf_config(PUBMEDBERT, BERT_BASE_CONFIG)
 
 
 @register_model("conceptclip-so400m")

@@ -7,7 +7,7 @@
 """
 
 from vlzoo.core.towers.heads import build_head
-from vlzoo.core.towers.hf_configs import known_hf_config, register_hf_config
+from vlzoo.core.towers.hf_configs import BERT_BASE_CONFIG, known_hf_config, register_hf_config
 from vlzoo.core.towers.structure import is_structure_only, loads_pretrained, structure_only
 from vlzoo.core.towers.text import (
     TEXT_POOLS,
@@ -22,6 +22,7 @@ from vlzoo.core.towers.tokenizers import ClipTokenizer, HFTokenizer, TokenizedTe
 from vlzoo.core.towers.vision import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VisionTower, VisionTowerConfig
 
 __all__ = [
+    "BERT_BASE_CONFIG",
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
     "TEXT_POOLS",

@@ -18,7 +18,7 @@ from typing import Any
 
 from vlzoo.core.plugins import register_unique
 
-__all__ = ["known_hf_config", "register_hf_config"]
+__all__ = ["BERT_BASE_CONFIG", "known_hf_config", "register_hf_config"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def known_hf_config(hf_model: str | None) -> dict[str, Any] | None:
 
 # General-purpose encoders, their hub `config.json` fields (names as the hub gives them; both also
 # answer to their `google-bert/` and `FacebookAI/` ids). Source: the repositories' config.json.
-_BERT_BASE_UNCASED = {
+BERT_BASE_CONFIG = {
     "model_type": "bert",
     "vocab_size": 30522,
     "hidden_size": 768,
@@ -89,6 +89,6 @@ _XLM_ROBERTA_BASE = {
     "position_embedding_type": "absolute",
 }
 for _name in ("bert-base-uncased", "google-bert/bert-base-uncased"):
-    register_hf_config(_name, _BERT_BASE_UNCASED)
+    register_hf_config(_name, BERT_BASE_CONFIG)
 for _name in ("xlm-roberta-base", "FacebookAI/xlm-roberta-base"):
     register_hf_config(_name, _XLM_ROBERTA_BASE)
