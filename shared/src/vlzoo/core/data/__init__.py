@@ -25,6 +25,7 @@ from vlzoo.core.data.kinds import (
     register_data_kind,
     register_generated_dataset,
 )
+from vlzoo.core.data.samplers import GroupedBatchSampler
 from vlzoo.core.data.shards import ShardSource, expand_shards, read_shard, write_shards
 from vlzoo.core.data.sources import (
     IMAGE_EXTENSIONS,
@@ -69,6 +70,7 @@ __all__ = [
     "CsvPairs",
     "DataKind",
     "GeneratedDataset",
+    "GroupedBatchSampler",
     "ImageDecoder",
     "ImageFolderClasses",
     "ImageTextCollator",

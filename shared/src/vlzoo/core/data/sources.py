@@ -158,6 +158,17 @@ class ImageTextSource(Dataset):
         rec = self.records[rec_index]
         return load_record(rec, self.captions, cap_index)
 
+    def field_values(self, key: str) -> list[Any]:
+        """The value of a record field (`id`, or an extra column such as an identity or a pair) for every
+        sample index, read from the index alone: no image is decoded. A sampler groups batches by it."""
+        if key == "id":
+            return [self.records[r].sample_id for r, _ in self._index]
+        missing = next((r for r, _ in self._index if key not in self.records[r].extra), None)
+        if missing is not None:
+            rec = self.records[missing]
+            raise DataError(f"{self.where}: record {rec.sample_id!r} ({rec.image_path}) has no field {key!r}")
+        return [self.records[r].extra[key] for r, _ in self._index]
+
 
 def load_record(
     rec: Record, captions: CaptionMode, cap_index: int = 0, decode: ImageDecoder | None = None

@@ -323,6 +323,7 @@ def write_toyworld(
                     "filename": filename,
                     "split": split,
                     "imgid": f"{split}/{i:06d}",
+                    "pair": i // 2,  # an image and its distractor: a hard-negative group
                     "captions": texts,
                     "scene": scene.to_dict(),
                 }

@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from vlzoo.core.data import ImageTextCollator
+from vlzoo.core.data import GroupedBatchSampler, ImageTextCollator
 from vlzoo.core.data.kinds import (
     build_source,
     check_data_options,
@@ -58,6 +58,11 @@ class ImageTextDataModule(L.LightningDataModule):
             image_size, seed). `toyworld` is the older name of the same argument.
         data_options: options of a domain's data kind (`image_root`, `bands`, `languages`, `section`, ...),
             passed to its reader with the arguments above.
+        group_batches: training batches of P groups × K members instead of independent samples, e.g.
+            `{"key": "pair", "per_group": 2}` (an image beside its distractor: hard negatives) or
+            `{"key": "pid", "per_group": 4}` (identities); P = `batch_size // per_group`. `key` is a record
+            field of the training data. Under DDP set `trainer.use_distributed_sampler: false`: the
+            sampler splits the batches across ranks itself (`vlzoo.core.data.GroupedBatchSampler`).
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class ImageTextDataModule(L.LightningDataModule):
         generate: dict[str, Any] | None = None,
         toyworld: dict[str, Any] | None = None,
         data_options: dict[str, Any] | None = None,
+        group_batches: dict[str, Any] | None = None,
         seed: int = 0,
     ):
         super().__init__()
@@ -100,6 +106,7 @@ class ImageTextDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self._datasets: dict[str, Dataset] = {}
         self._check_options()
+        self._check_group_batches()
 
     def _check_options(self) -> None:
         """Dict-valued settings are checked key by key here, before any data is read or written."""
@@ -166,12 +173,59 @@ class ImageTextDataModule(L.LightningDataModule):
         captions = ("random" if hp.captions == "random" else "first") if train else "all"
         return ImageTextCollator(transform, get_tokenizer(hp.model, **model), captions=captions, seed=hp.seed)
 
+    def _check_group_batches(self) -> None:
+        options = self.hparams.group_batches
+        if options is None:
+            return
+        unknown = sorted(set(options) - {"key", "per_group"})
+        if unknown or "key" not in options:
+            raise ConfigError(
+                f"data.group_batches takes key (a record field) and per_group (default 2), got {sorted(options)}"
+            )
+        per_group = options.get("per_group", 2)
+        if not isinstance(per_group, int) or per_group < 1 or self.hparams.batch_size % per_group:
+            raise ConfigError(
+                f"data.group_batches.per_group must divide data.batch_size {self.hparams.batch_size}, "
+                f"got {per_group!r}"
+            )
+
+    def _group_sampler(self, dataset: Dataset) -> GroupedBatchSampler:
+        hp, options = self.hparams, self.hparams.group_batches
+        values = getattr(dataset, "field_values", None)
+        if not callable(values):
+            raise ConfigError(
+                f"data.group_batches needs a map-style source with record fields, not {type(dataset).__name__}"
+            )
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        if world > 1 and trainer._accelerator_connector.use_distributed_sampler:
+            raise ConfigError(
+                "data.group_batches splits batches across ranks itself: set trainer.use_distributed_sampler: false"
+            )
+        per_group = options.get("per_group", 2)
+        return GroupedBatchSampler(
+            values(options["key"]),
+            hp.batch_size // per_group,
+            per_group,
+            num_replicas=world,
+            rank=rank,
+            seed=hp.seed,
+        )
+
     def _loader(self, name: str, train: bool) -> DataLoader:
         if name not in self._datasets:
             raise DataError(f"no {name} data was set up")
         dataset = self._datasets[name]
         hp = self.hparams
         workers = min(hp.num_workers, os.cpu_count() or 1)
+        if train and hp.group_batches is not None:
+            return DataLoader(
+                dataset,
+                batch_sampler=self._group_sampler(dataset),
+                num_workers=workers,
+                collate_fn=self._collator(train),
+                persistent_workers=workers > 0,
+            )
         return DataLoader(
             dataset,
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
