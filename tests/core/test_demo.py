@@ -51,6 +51,12 @@ def test_demo_beats_chance_and_colours_and_writes_its_report(tmp_path):
     out = tmp_path / "demo"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["test"]["text_to_image_R@1"] == pytest.approx(r1)
+    # every test image beside its distractor: 100 pairs, scored above Winoground's chance (16.7 %)
+    pairs = saved["pair_scores"]
+    assert pairs["pairs"] == TOYWORLD_DEMO.generate["n_test"] // 2
+    assert saved["pair_scores_chance"]["group_score"] == pytest.approx(100 / 6)
+    assert pairs["group_score"] <= min(pairs["text_score"], pairs["image_score"])
+    assert pairs["group_score"] > saved["pair_scores_chance"]["group_score"]
     for plot in ("recall_curves.png", "similarity_heatmap.png", "query_grid.png"):
         with Image.open(out / plot) as image:
             assert image.size[0] > 100 and image.size[1] > 100

@@ -217,3 +217,44 @@ def test_huge_finite_values_are_not_mistaken_for_infinities():
     images = torch.full((3, 4), 3e38)
     ranks = retrieval_ranks(images, torch.full((3, 4), 1e-38), torch.arange(3))
     assert ranks[1].shape == (3,)
+
+
+def test_pair_scores_follow_winogrounds_definitions():
+    from vlzoo.core.eval import PAIR_SCORE_CHANCE, pair_scores
+
+    # four images in two pairs, two captions each (the second caption is never used: first captions only)
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.1]])
+    texts = torch.tensor(
+        [[1.0, 0.0], [9.0, 9.0], [0.0, 1.0], [9.0, 9.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.2], [0, 0]]
+    )
+    owners = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    scores = pair_scores(images, texts, owners, pairs)
+    # pair 0: each image prefers its own caption and each caption its own image: all three scores
+    # pair 1: image 3 prefers its caption (1.02 > 1.0), but image 2 scores both captions 1.0 and caption 2
+    # scores both images 1.0: a tie is no win, so pair 1 fails all three
+    assert scores == {"text_score": 50.0, "image_score": 50.0, "group_score": 50.0, "pairs": 2}
+    assert PAIR_SCORE_CHANCE["group_score"] == pytest.approx(100 / 6)
+    swapped = pair_scores(images, texts, owners, pairs[:, [1, 0]])
+    assert swapped["group_score"] == 50.0  # the order inside a pair doesn't matter
+
+
+def test_pair_scores_of_random_features_are_near_chance():
+    from vlzoo.core.eval import PAIR_SCORE_CHANCE, pair_scores
+
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    images = torch.nn.functional.normalize(torch.randn(n, 16, generator=g), dim=-1)
+    texts = torch.nn.functional.normalize(torch.randn(n, 16, generator=g), dim=-1)
+    scores = pair_scores(images, texts, torch.arange(n), torch.arange(n).view(-1, 2))
+    for name, chance in PAIR_SCORE_CHANCE.items():
+        assert abs(scores[name] - chance) < 3.5, (name, scores[name])
+
+
+def test_pair_scores_name_a_bad_pairing():
+    from vlzoo.core.eval import pair_scores
+
+    with pytest.raises(ValueError, match=r"\[P, 2\]"):
+        pair_scores(torch.eye(3), torch.eye(3), torch.arange(3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="needs a caption"):
+        pair_scores(torch.eye(3), torch.eye(2), torch.tensor([0, 1]), torch.tensor([[1, 2]]))

@@ -305,4 +305,4 @@ def test_index_names_no_member_a_reader_would_take_for_a_sample(shard):
         "000000000",
         shard.stat().st_size,
     )
-    assert index["fields"] == ["caption", "id", "image", "scene", "split"]
+    assert index["fields"] == ["caption", "id", "image", "pair", "scene", "split"]

@@ -33,7 +33,14 @@ from rich.console import Console
 from vlzoo.core.data import KarpathySplits, bag_of_colours_baseline, build_source, ensure_generated
 from vlzoo.core.data.kinds import get_generated_dataset
 from vlzoo.core.errors import ConfigError
-from vlzoo.core.eval import GalleryImages, encode_retrieval_set, eval_loader, write_report
+from vlzoo.core.eval import (
+    PAIR_SCORE_CHANCE,
+    GalleryImages,
+    encode_retrieval_set,
+    eval_loader,
+    pair_scores,
+    write_report,
+)
 from vlzoo.core.train import ImageTextDataModule, ZooModule
 
 # Trivial matchers: (the dataset's index file, split, k) -> their text→image R@k (%) by name.
@@ -54,6 +61,10 @@ class DemoSpec:
             index file; chance is always reported besides them.
         k: the recall the summary compares (text→image R@k).
         display: how a plot shows an image file (a GeoTIFF's RGB composite); default the decoded sample.
+        data: further `ImageTextDataModule` arguments, e.g. `{"group_batches": {"key": "pair"}}` to train
+            on hard-negative batches (each image beside its distractor).
+        pair_key: a record field pairing each test image with its distractor: the report adds Winoground's
+            text, image and group scores over those pairs (`vlzoo.core.eval.pair_scores`) beside chance.
     """
 
     name: str
@@ -66,6 +77,8 @@ class DemoSpec:
     baselines: Baselines | None = None
     k: int = 1
     display: Callable[[str], Any] | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    pair_key: str | None = None
     num_workers: int = 2
     seed: int = 0
 
@@ -118,6 +131,14 @@ def attribute_only_matchers(attributes: Mapping[str, Callable[[dict[str, Any]], 
     return baselines
 
 
+def _pair_indices(source: Any, key: str) -> torch.Tensor:
+    """`[P, 2]` indices of the test images that share `key` two by two (an image and its distractor)."""
+    members: dict[Hashable, list[int]] = {}
+    for index, value in enumerate(source.field_values(key)):
+        members.setdefault(value, []).append(index)
+    return torch.tensor([m for m in members.values() if len(m) == 2], dtype=torch.long).view(-1, 2)
+
+
 def _fit(spec: DemoSpec, data_dir: Path, run_dir: Path) -> tuple[ZooModule, L.Trainer]:
     module_args = dict(spec.module)
     overrides = module_args.get("model_overrides")
@@ -131,6 +152,7 @@ def _fit(spec: DemoSpec, data_dir: Path, run_dir: Path) -> tuple[ZooModule, L.Tr
         batch_size=spec.batch_size,
         num_workers=spec.num_workers,
         seed=spec.seed,
+        **dict(spec.data),
     )
     # metrics.csv and the exported weights in run_dir itself, TensorBoard's events in run_dir/tensorboard
     loggers = [
@@ -182,8 +204,14 @@ def run_demo(
     baselines = {f"chance_{key}": 100.0 * min(spec.k, metrics["images"]) / metrics["images"]}
     if spec.baselines is not None:
         baselines.update(spec.baselines(index, "test", spec.k))
-    seconds = round(time.perf_counter() - started, 1)
     report = {"model": spec.model, "dataset": spec.dataset, "test": metrics, "baselines": baselines}
+    if spec.pair_key is not None and encoded.skipped == 0:  # pairs index the gallery: only when complete
+        pairs = _pair_indices(test, spec.pair_key)
+        report["pair_scores"] = pair_scores(
+            encoded.image_features, encoded.text_features, encoded.text_to_image, pairs
+        )
+        report["pair_scores_chance"] = dict(PAIR_SCORE_CHANCE)
+    seconds = round(time.perf_counter() - started, 1)
     paths = write_report(
         out,
         {**report, "seconds": seconds},
@@ -194,6 +222,9 @@ def run_demo(
     )
     weights = out / "run" / "model.safetensors"
     compared = " and ".join(f"{name.removesuffix('_' + key)} {v:.1f}%" for name, v in baselines.items())
+    if "pair_scores" in report:
+        group = report["pair_scores"]["group_score"]
+        compared += f" · group score {group:.1f}% vs chance {PAIR_SCORE_CHANCE['group_score']:.1f}%"
     console.print(
         f"{spec.name}: text→image R@{spec.k} {metrics[key]:.1f}% vs {compared} · weights {weights} · "
         f"checkpoint {out / 'run' / 'checkpoints' / 'last.ckpt'} · report {paths.get('json', out)} · "
@@ -224,6 +255,8 @@ TOYWORLD_DEMO = DemoSpec(
     batch_size=128,
     module={"lr": 2e-3, "warmup_steps": 50, "weight_decay": 0.05, "min_lr_ratio": 0.05},
     baselines=colours_only_matcher,
+    # The pair scores show what R@1 hides: whether the model tells an image from its distractor.
+    pair_key="pair",
 )
 
 __all__ = [

@@ -41,8 +41,10 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     "retrieval": (
         "DEFAULT_RECALL_KS",
+        "PAIR_SCORE_CHANCE",
         "auto_chunk_size",
         "median_rank",
+        "pair_scores",
         "recall_at_k",
         "retrieval_metrics",
         "retrieval_ranks",

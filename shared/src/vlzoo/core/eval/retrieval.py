@@ -24,8 +24,10 @@ from vlzoo.core.errors import ConfigError, DataError
 
 __all__ = [
     "DEFAULT_RECALL_KS",
+    "PAIR_SCORE_CHANCE",
     "auto_chunk_size",
     "median_rank",
+    "pair_scores",
     "recall_at_k",
     "retrieval_metrics",
     "retrieval_ranks",
@@ -245,3 +247,47 @@ def retrieval_metrics(
         metrics[f"{direction}_median_rank"] = median_rank(ranks)
     metrics["mean_recall"] = sum(recalls) / len(recalls)
     return metrics
+
+
+# Chance of each Winoground score with two images and two captions in random order.
+PAIR_SCORE_CHANCE = {"text_score": 25.0, "image_score": 25.0, "group_score": 100.0 / 6}
+
+
+def pair_scores(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    text_to_image: torch.Tensor,
+    pairs: torch.Tensor,
+) -> dict[str, float]:
+    """Winoground's scores (%) over minimal pairs: `pairs [P, 2]` holds the gallery indices of an image and
+    its distractor (the same objects with one thing changed), each compared through its first caption.
+
+    - text score: each image ranks its own caption above the other image's;
+    - image score: each caption ranks its own image above the other;
+    - group score: both. Chance is `PAIR_SCORE_CHANCE` (25 / 25 / 16.7).
+    A model that only sees which objects are present scores near chance: this is the bag-of-words test that
+    recall over a whole gallery hides.
+    """
+    pairs = torch.as_tensor(pairs, dtype=torch.long).cpu()
+    owners = torch.as_tensor(text_to_image, dtype=torch.long).cpu()
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) == 0:
+        raise DataError(
+            f"pairs must be a non-empty [P, 2] tensor of gallery indices, got {tuple(pairs.shape)}"
+        )
+    n_images = image_features.shape[0]
+    # the first caption of every image: the caption index where its owner first appears
+    first = torch.full((n_images,), len(owners), dtype=torch.long)
+    first.scatter_reduce_(0, owners, torch.arange(len(owners)), reduce="amin")
+    if (first[pairs] == len(owners)).any():
+        raise DataError("every image of a pair needs a caption")
+    images = image_features.float().cpu()[pairs]  # [P, 2, D]
+    texts = text_features.float().cpu()[first[pairs]]  # [P, 2, D]
+    s = images @ texts.transpose(1, 2)  # s[p, i, c]: image i of pair p against caption c
+    text_ok = (s[:, 0, 0] > s[:, 0, 1]) & (s[:, 1, 1] > s[:, 1, 0])
+    image_ok = (s[:, 0, 0] > s[:, 1, 0]) & (s[:, 1, 1] > s[:, 0, 1])
+    return {
+        "text_score": 100.0 * text_ok.float().mean().item(),
+        "image_score": 100.0 * image_ok.float().mean().item(),
+        "group_score": 100.0 * (text_ok & image_ok).float().mean().item(),
+        "pairs": len(pairs),
+    }
