@@ -162,7 +162,9 @@ def test_eval_concepts_scores_every_concept_of_the_split(med_toyworld, tmp_path:
 
 def test_itm_needs_a_matching_head(med_toyworld, capsys):
     assert _run("itm", "--model", "radclip-tiny", "--data-dir", str(med_toyworld.root)) == 2
-    assert "radclip-tiny has no itm_scores()" in capsys.readouterr().err
+    assert "eval itm: model 'radclip-tiny' (RadCLIP) cannot do this: it has no itm_scores()" in (
+        capsys.readouterr().err
+    )
 
 
 def test_eval_3d_names_the_unreadable_volumes_and_fails_above_the_threshold(tmp_path: Path, capsys):

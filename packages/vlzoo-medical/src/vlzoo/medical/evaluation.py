@@ -45,6 +45,7 @@ from vlzoo.core.eval import (
     report_metrics,
     save_figure,
 )
+from vlzoo.core.models import require_capability
 from vlzoo.medical.data import MED_TOYWORLD_FILES
 
 # Radiology prompts for zero-shot classification; class names are findings ("hypodense lesion",
@@ -93,11 +94,12 @@ def _kind(path: str, given: str | None, default: str) -> str:
     return default if kind == "jsonl" else kind
 
 
-def _model(model: str | nn.Module, pretrained: str | None, method: str, task: str) -> tuple[nn.Module, str]:
-    """`load_eval_model`, refusing a model without the face `method` the task needs."""
+def _model(
+    model: str | nn.Module, pretrained: str | None, capability: str, task: str
+) -> tuple[nn.Module, str]:
+    """`load_eval_model`, refusing (with the contract's own check) a model without the face the task needs."""
     net, name = load_eval_model(model, pretrained)
-    if not callable(getattr(net, method, None)):
-        raise ConfigError(f"{name} has no {method}(): the {task} evaluation needs a model that has one")
+    require_capability(net, capability, key=f"eval {task}", model_name=name)
     return net, name
 
 
@@ -166,7 +168,7 @@ def evaluate_volume_retrieval(
     """Volume↔report retrieval (every report of every volume), and with `out` the report: metrics, recall
     curves, similarity heatmap and `slice_attention.png` (the first `n_attention` volumes' slices with the
     adapter's attention weights)."""
-    net, name = _model(model, pretrained, "encode_volume", "retrieval-3d")
+    net, name = _model(model, pretrained, "volume_encoder", "retrieval-3d")
     path = resolve_data("retrieval-3d", data, data_dir)
     source = build_source(path, _kind(path, data_kind, "volume-reports"), split, "all", {"train": False})
     encoded = encode_retrieval_set(net, eval_loader(net, source, batch_size, workers))
@@ -301,7 +303,7 @@ def evaluate_itm(
     of its batch (a negative, unless that image has the very same caption); a pair is called a match when
     `itm_scores > 0.5`. Also the ranking accuracy: how often a caption scores higher with its own image.
     An image alone in its batch (no other to make a negative) is not scored; `unpaired_images` counts it."""
-    net, name = _model(model, pretrained, "itm_scores", "image-text matching")
+    net, name = _model(model, pretrained, "itm", "itm")
     path = resolve_data("itm", data, data_dir)
     source = build_source(path, _kind(path, data_kind, "karpathy"), split, "all", {"train": False})
     positives, negatives, ranked, unpaired = [], [], [], 0
@@ -381,7 +383,7 @@ def evaluate_concepts(
     scored against every image (`concept_logits`, else the max of `concept_similarity_map`); AUROC (%) per
     concept against "the concept is in the image's caption", and their mean. With `out`, also
     `concept_maps.png`: the patch-concept similarity of the first `n_maps` images with their concepts."""
-    net, name = _model(model, pretrained, "concept_similarity_map", "concept detection")
+    net, name = _model(model, pretrained, "concepts", "concepts")
     path = resolve_data("concepts", data, data_dir)
     source = build_source(path, _kind(path, data_kind, "medconcept"), split, "first", {"train": False})
     vocabulary = concept_vocabulary(source)
