@@ -1,10 +1,17 @@
-"""Images/s through a DataLoader: toyworld from webdataset shards vs the same images from a folder.
+"""Images/s through a DataLoader: toyworld from webdataset shards vs the same images from a folder, and
+the same shards through open_clip's own webdataset pipeline (the anchor).
 
-Both read the same PNG bytes (the shards hold the files' own bytes), with the same transform
-(clip-vit-tiny's training transform), the same tokenizer call per batch, batch size and number of
-workers; an epoch includes worker start-up, as in training. Reads alternate within each repeat so that a
-change in machine load affects both alike; the median over repeats is reported.
-Ratio = shards images/s / folder images/s (> 1: shards are faster).
+All read the same PNG bytes (the shards hold the files' own bytes), with the same transform
+(clip-vit-tiny's training transform), the same tokenizer, batch size and number of workers; an epoch
+includes worker start-up, as in training. Reads alternate within each repeat so that a change in machine
+load affects all alike; the median over repeats is reported.
+Ratio = shards images/s / folder images/s, and shards images/s / open_clip images/s (> 1: shards are faster).
+
+open_clip's pipeline: `open_clip_train.data.get_wds_dataset` when it imports (it needs pandas), else the
+same webdataset stages it chains for a finite (not resampled) training set: shard list, split by node and
+by worker, `tarfile_to_samples`, sample shuffle, drop samples without image or caption, `decode("pilrgb")`,
+`rename(image="jpg;png;jpeg;webp", text="txt")`, the image transform and per-sample tokenization,
+`to_tuple`, `batched`, and a `WebLoader` with `batch_size=None`.
 
     python benchmarks/dataloading.py                       # 3000 images, 2 workers, 3 repeats
     python benchmarks/dataloading.py --images 5000 --workers 4
@@ -18,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import webdataset as wds
 from torch.utils.data import DataLoader
 
 from vlzoo.core import get_model_config, get_tokenizer
@@ -33,8 +41,31 @@ from vlzoo.core.data import (
 
 def images_per_second(loader: DataLoader) -> tuple[float, int]:
     start = time.perf_counter()
-    n = sum(len(batch["id"]) for batch in loader)
+    n = sum(len(batch["id"]) if isinstance(batch, dict) else len(batch[0]) for batch in loader)
     return n / (time.perf_counter() - start), n
+
+
+def _has_caption_and_image(sample: dict) -> bool:
+    # open_clip_train.data.filter_no_caption_or_no_image
+    return "txt" in sample and any(ext in sample for ext in ("png", "jpg", "jpeg", "webp"))
+
+
+def open_clip_loader(shards, preprocess, tokenizer, batch: int, workers: int) -> wds.WebLoader:
+    """open_clip's webdataset training pipeline on `shards` (see the module docstring)."""
+    pipeline = wds.DataPipeline(
+        wds.SimpleShardList([str(p) for p in shards]),
+        wds.split_by_node,
+        wds.split_by_worker,
+        wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        wds.shuffle(bufsize=1000, initial=1000),
+        wds.select(_has_caption_and_image),
+        wds.decode("pilrgb", handler=wds.warn_and_continue),
+        wds.rename(image="jpg;png;jpeg;webp", text="txt"),
+        wds.map_dict(image=preprocess, text=lambda text: tokenizer([text]).input_ids[0]),
+        wds.to_tuple("image", "text"),
+        wds.batched(batch, partial=True),
+    )
+    return wds.WebLoader(pipeline, batch_size=None, shuffle=False, num_workers=workers)
 
 
 def main() -> None:
@@ -49,7 +80,8 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = get_model_config("clip-vit-tiny")
-    collate = ImageTextCollator(build_transform(cfg.vision, train=True), get_tokenizer("clip-vit-tiny"))
+    transform, tokenizer = build_transform(cfg.vision, train=True), get_tokenizer("clip-vit-tiny")
+    collate = ImageTextCollator(transform, tokenizer)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         json_path = write_toyworld(Path(tmp) / "toyworld", n_train=args.images, n_val=0, n_test=0)
@@ -71,6 +103,7 @@ def main() -> None:
                 num_workers=args.workers,
                 collate_fn=collate,
             ),
+            "open_clip": open_clip_loader(shards, transform, tokenizer, args.batch, args.workers),
         }
         rates: dict[str, list[float]] = {name: [] for name in loaders}
         for _ in range(args.repeats):
@@ -78,13 +111,17 @@ def main() -> None:
                 rate, n = images_per_second(loader)
                 assert n == args.images, f"{name}: {n} images read, {args.images} expected"
                 rates[name].append(rate)
-    folder_rate, shard_rate = (statistics.median(rates[k]) for k in ("folder", "shards"))
+    folder_rate, shard_rate, open_clip_rate = (
+        statistics.median(rates[k]) for k in ("folder", "shards", "open_clip")
+    )
     print(
         f"workers={args.workers} batch={args.batch} repeats={args.repeats} (median images/s, one epoch each)"
     )
-    print(f"  folder (KarpathySplits): {folder_rate:8.0f} images/s")
-    print(f"  shards (ShardSource):    {shard_rate:8.0f} images/s")
-    print(f"  ratio shards/folder:     {shard_rate / folder_rate:8.2f}")
+    print(f"  folder (KarpathySplits):        {folder_rate:8.0f} images/s")
+    print(f"  shards (ShardSource):           {shard_rate:8.0f} images/s")
+    print(f"  open_clip webdataset pipeline:  {open_clip_rate:8.0f} images/s")
+    print(f"  ratio shards/folder:            {shard_rate / folder_rate:8.2f} (goal >= 1.0)")
+    print(f"  ratio shards/open_clip:         {shard_rate / open_clip_rate:8.2f} (goal >= 1.2)")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Forward + backward time of vlzoo's ClipLoss / SigLipLoss vs open_clip's, in one run.
+"""Forward + backward time of vlzoo's ClipLoss / SigLipLoss and of their chunked versions vs open_clip's
+ClipLoss / SigLipLoss, in one run.
 
-Measurements of the two implementations alternate within each repeat, so that a change in machine
-load affects both alike; the median over repeats is reported. Ratio = open_clip time / vlzoo time
-(> 1 means vlzoo is faster).
+Each pair's values are checked equal first. Measurements of the two implementations alternate within each
+repeat, so that a change in machine load (the benchmark machine may be shared) affects both alike; the
+median over repeats is reported, in wall-clock and in CPU time. Ratio = open_clip time / vlzoo time
+(> 1 means vlzoo is faster). The peak memory of the chunked losses is measured by loss_memory.py.
 
     python benchmarks/loss_speed.py                 # B=4096, D=512, float32, CPU
-    python benchmarks/loss_speed.py --repeats 9 --batch 2048
+    python benchmarks/loss_speed.py --repeats 9 --batch 2048 --threads 1
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss as OpenClipLoss
 from open_clip.loss import SigLipLoss as OpenSigLipLoss
 
-from vlzoo.core.losses import ChunkedClipLoss, ClipLoss, SigLipLoss
+from vlzoo.core.losses import ChunkedClipLoss, ChunkedSigLipLoss, ClipLoss, SigLipLoss
 
 
-def fwd_bwd_seconds(step: Callable[[], torch.Tensor]) -> float:
-    start = time.perf_counter()
+def fwd_bwd_seconds(step: Callable[[], torch.Tensor]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one forward + backward."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     step().backward()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def main() -> None:
@@ -36,8 +39,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--chunked", action="store_true", help="also time ChunkedClipLoss")
+    parser.add_argument("--chunk-size", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     gen = torch.Generator().manual_seed(0)
     # Unit-norm features, as the towers produce: unnormalized ones push sigmoid gradients into
@@ -49,7 +55,7 @@ def main() -> None:
 
     open_clip_loss, vlzoo_loss = OpenClipLoss(), ClipLoss()
     open_siglip, vlzoo_siglip = OpenSigLipLoss(), SigLipLoss()
-    chunked = ChunkedClipLoss(chunk_size=1024)
+    chunked, chunked_siglip = ChunkedClipLoss(chunk_size=args.chunk_size), ChunkedSigLipLoss(args.chunk_size)
     pairs = {
         "ClipLoss": (
             lambda: open_clip_loss(image, text, scale),
@@ -60,11 +66,8 @@ def main() -> None:
             lambda: vlzoo_siglip(image, text, scale, bias),
         ),
     }
-    if args.chunked:
-        pairs["ChunkedClipLoss (vs open_clip ClipLoss)"] = (
-            pairs["ClipLoss"][0],
-            lambda: chunked(image, text, scale),
-        )
+    pairs["ChunkedClipLoss"] = (pairs["ClipLoss"][0], lambda: chunked(image, text, scale))
+    pairs["ChunkedSigLipLoss"] = (pairs["SigLipLoss"][0], lambda: chunked_siglip(image, text, scale, bias))
 
     print(
         f"B={args.batch} D={args.dim} float32, forward+backward, CPU ({torch.get_num_threads()} threads), "
@@ -73,14 +76,16 @@ def main() -> None:
     for name, (open_clip_step, vlzoo_step) in pairs.items():
         torch.testing.assert_close(vlzoo_step(), open_clip_step(), rtol=1e-5, atol=1e-5)
         fwd_bwd_seconds(open_clip_step), fwd_bwd_seconds(vlzoo_step)  # warm-up
-        times: dict[str, list[float]] = {"open_clip": [], "vlzoo": []}
+        times: dict[str, list[tuple[float, float]]] = {"open_clip": [], "vlzoo": []}
         for _ in range(args.repeats):
             times["open_clip"].append(fwd_bwd_seconds(open_clip_step))
             times["vlzoo"].append(fwd_bwd_seconds(vlzoo_step))
-        t_open, t_vlzoo = statistics.median(times["open_clip"]), statistics.median(times["vlzoo"])
+        wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
+        cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
         print(
-            f"  {name:12s} open_clip {t_open * 1e3:7.1f} ms  vlzoo {t_vlzoo * 1e3:7.1f} ms  "
-            f"ratio open_clip/vlzoo = {t_open / t_vlzoo:.2f}x"
+            f"  {name:17s} open_clip {wall['open_clip'] * 1e3:8.1f} ms  vlzoo {wall['vlzoo'] * 1e3:8.1f} ms  "
+            f"ratio open_clip/vlzoo = {wall['open_clip'] / wall['vlzoo']:.2f}x wall, "
+            f"{cpu['open_clip'] / cpu['vlzoo']:.2f}x CPU time"
         )
 
 

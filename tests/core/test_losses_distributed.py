@@ -82,6 +82,9 @@ def test_two_ranks_recombine_to_the_global_batch(tmp_path: Path) -> None:
     assert {
         "clip_local",
         "chunked_local",
+        "chunked_global_smoothing",
+        "chunked_local_smoothing",
+        "chunked_siglip_bidir",
         "filip_local",
         "siglip_gather",
         "siglip_shift",
@@ -102,4 +105,6 @@ def test_two_ranks_recombine_to_the_global_batch(tmp_path: Path) -> None:
 def test_three_ranks_siglip_bidirectional_exchange(tmp_path: Path) -> None:
     """With 2 ranks 'bidir' degenerates to a single one-way hop; 3 ranks exercise the two-way swap."""
     per_rank = _run(3, tmp_path)
-    _assert_recombines(per_rank, 3, ["siglip_bidir", "siglip_shift", "siglip_gather", "clip_local"])
+    _assert_recombines(
+        per_rank, 3, ["siglip_bidir", "siglip_shift", "siglip_gather", "clip_local", "chunked_siglip_bidir"]
+    )

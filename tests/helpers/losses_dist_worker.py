@@ -17,7 +17,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from vlzoo.core.distributed import all_gather_features, get_rank, get_world_size
-from vlzoo.core.losses import ChunkedClipLoss, ClipLoss, FilipLoss, MultiPositiveClipLoss, SigLipLoss
+from vlzoo.core.losses import (
+    ChunkedClipLoss,
+    ChunkedSigLipLoss,
+    ClipLoss,
+    FilipLoss,
+    MultiPositiveClipLoss,
+    SigLipLoss,
+)
 
 LOCAL_BATCH = 3
 DIM = 8
@@ -63,6 +70,10 @@ def cases(world_size: int) -> dict[str, tuple[torch.nn.Module, tuple[str, ...]]]
             ChunkedClipLoss(chunk_size=4, gather_with_grad=True, label_smoothing=0.1),
             clip_like,
         ),
+        "chunked_local_smoothing": (
+            ChunkedClipLoss(chunk_size=2, local_loss=True, gather_with_grad=True, label_smoothing=0.2),
+            clip_like,
+        ),
         "filip_local": (
             FilipLoss(local_loss=True, gather_with_grad=True, chunk_size=2),
             ("image_tokens", "text_tokens", "scale", "image_mask", "text_mask"),
@@ -74,6 +85,10 @@ def cases(world_size: int) -> dict[str, tuple[torch.nn.Module, tuple[str, ...]]]
     }
     for impl in ("gather", "shift", "bidir"):
         cases[f"siglip_{impl}"] = (SigLipLoss(dist_impl=impl), ("image", "text", "scale", "bias"))
+        cases[f"chunked_siglip_{impl}"] = (
+            ChunkedSigLipLoss(chunk_size=2, dist_impl=impl),
+            ("image", "text", "scale", "bias"),
+        )
     return cases
 
 

@@ -101,6 +101,18 @@ class SigLipLoss(DistributedLossBase):
                 # The rank opposite in an even ring: one more hop to the right covers it.
                 yield neighbour_exchange(to_right, send_to=right, recv_from=left, group=self.group)
 
+    def block_loss(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        logit_bias: torch.Tensor,
+        with_positives: bool,
+    ) -> torch.Tensor:
+        """The unnormalized loss of one block of pairs (:func:`sigmoid_block_loss`); a subclass may score
+        it differently (:class:`~vlzoo.core.losses.ChunkedSigLipLoss` does, in row chunks)."""
+        return sigmoid_block_loss(image_features, text_features, logit_scale, logit_bias, with_positives)
+
     def forward(
         self,
         image_features: torch.Tensor,
@@ -113,10 +125,10 @@ class SigLipLoss(DistributedLossBase):
         scale = self.checked_inputs(image_features, text_features, logit_scale)
         bias = self.checked_scalar(logit_bias, "logit_bias")
         rank, world_size = self.resolve_world()
-        loss = sigmoid_block_loss(image_features, text_features, scale, bias, with_positives=True)
+        loss = self.block_loss(image_features, text_features, scale, bias, with_positives=True)
         if world_size > 1:
             for texts in self._other_texts(text_features, rank, world_size):
-                loss = loss + sigmoid_block_loss(image_features, texts, scale, bias, with_positives=False)
+                loss = loss + self.block_loss(image_features, texts, scale, bias, with_positives=False)
         loss = loss / image_features.shape[0]
         return self.result(loss, output_dict)
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from vlzoo.core.errors import ConfigError, DataError
+from vlzoo.medical.data.resample import resample_to_spacing
 
 # Window (center, width) in HU, the common radiology reading presets (Radiopaedia's "Windowing (CT)").
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -138,12 +139,22 @@ def _intensity_transforms(window: Window | None, normalize: Normalize | None, ke
 # --------------------------------------------------------------------------------- NIfTI and DICOM
 
 
-def _meta(array_xyz: np.ndarray, affine: np.ndarray, path: str):
-    """MONAI's channel-first `MetaTensor [1, X, Y, Z]` with its affine, the input of MONAI's transforms."""
+def _meta(array_xyz: np.ndarray, affine: np.ndarray, path: str, copy: bool = True):
+    """MONAI's channel-first `MetaTensor [1, X, Y, Z]` with its affine, the input of MONAI's transforms.
+
+    `copy=False` is for an array just decoded and owned by nobody else: its memory layout is kept (NIfTI
+    and DICOM stacks arrive x fastest, which is the layout the resampler and `Volume` want).
+    """
     from monai.data import MetaTensor
 
+    if copy:
+        array = np.ascontiguousarray(array_xyz, np.float32)
+    else:
+        array = np.asarray(array_xyz, dtype=np.float32)
+        if not array.flags.writeable:  # a view of the file's bytes: copy it, keeping its layout
+            array = np.array(array, order="K")
     return MetaTensor(
-        torch.from_numpy(np.ascontiguousarray(array_xyz, dtype=np.float32))[None],
+        torch.from_numpy(array)[None],
         affine=torch.as_tensor(affine, dtype=torch.float64),
         meta={"filename_or_obj": path},
     )
@@ -310,7 +321,7 @@ def _read_raw(source: str | os.PathLike | bytes, name: str | os.PathLike | None 
         raise DataError(f"{where}: file not found")
     else:
         raise DataError(f"{where}: not a volume: expected a .nii / .nii.gz file or a DICOM series folder")
-    return _meta(array, affine, where)
+    return _meta(array, affine, where, copy=False)
 
 
 # ------------------------------------------------------------------------------- MONAI ↔ Volume
@@ -366,8 +377,10 @@ def load_volume(
     """Read a NIfTI file or a DICOM series folder as a RAS-oriented `Volume` (see the module docstring).
 
     Args:
-        spacing: resample to this `(d, h, w)` spacing in mm (MONAI `Spacing`; the grid keeps the first and
-            last voxel centres, so an axis of `n` voxels becomes `round((n - 1)·old / new) + 1`).
+        spacing: resample to this `(d, h, w)` spacing in mm (MONAI `Spacing`'s output; the grid keeps the
+            first voxel centre, an axis of `n` voxels becomes `round((n - 1)·old / new) + 1`). An
+            axis-aligned volume (nearly every one after reorientation) is resampled separably, one axis
+            at a time (`vlzoo.medical.data.resample`), others by MONAI's `Spacing` itself.
         window: CT window, a preset of `WINDOW_PRESETS` or `(center, width)` in HU: values become
             `clip((HU - (c - w/2)) / w, 0, 1)` (MONAI `ScaleIntensityRange`).
         normalize: MR intensities instead: `"zscore"` over the nonzero voxels (MONAI `NormalizeIntensity`)
@@ -382,7 +395,7 @@ def load_volume(
 
     meta = _to_ras(_read_raw(path))
     if spacing is not None:
-        meta = mt.Spacing(pixdim=_xyz_spacing(spacing), mode=mode, dtype=np.float32)(meta)
+        meta = resample_to_spacing(meta, _xyz_spacing(spacing), mode)
     for transform in _intensity_transforms(window, normalize, keys=None):
         meta = transform(meta)
     if slices is not None:
@@ -395,11 +408,23 @@ def load_volume(
 # -------------------------------------------------------------------------- model preprocessing
 
 
+class SpacingImage:
+    """MONAI's `Spacingd("image", pixdim)` as a dictionary step, through `resample_to_spacing`: separable
+    for an axis-aligned volume, MONAI's `Spacing` otherwise."""
+
+    def __init__(self, pixdim: Sequence[float], mode: str = "bilinear") -> None:
+        self.pixdim, self.mode = tuple(pixdim), mode
+
+    def __call__(self, data: dict) -> dict:
+        return {**data, "image": resample_to_spacing(data["image"], self.pixdim, self.mode)}
+
+
 class VolumeTransform:
     """A volume (a `Volume`, or a path read with `read_volume`) → `{"image": float32 [S, C, size, size],
     "slice_mask": bool [S]}` for a 2D slice encoder; built by `volume_transform`.
 
-    A MONAI dictionary pipeline on the `MetaTensor`: `Spacingd` (if `spacing`), the CT window
+    A MONAI dictionary pipeline on the `MetaTensor`: `SpacingImage` (MONAI's `Spacingd`, separable when
+    the volume is axis-aligned; if `spacing`), the CT window
     (`ScaleIntensityRanged`) or MR normalization, in-plane `Resized` to `size × size` (area interpolation
     when shrinking, bilinear when enlarging); in training a mild in-plane `RandAffined` (rotation ±0.1 rad,
     scale ±10 %, no flip: reports name left and right). Then the slice axis is fitted to `slices`: a
@@ -435,9 +460,7 @@ class VolumeTransform:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, channels, 1, 1)
         steps: list[Any] = []
         if spacing is not None:
-            steps.append(
-                mt.Spacingd("image", pixdim=_xyz_spacing(spacing), mode="bilinear", dtype=np.float32)
-            )
+            steps.append(SpacingImage(_xyz_spacing(spacing)))
         steps += _intensity_transforms(window, normalize, keys=["image"])
         self.pipeline = mt.Compose(steps)
         self.shrink = mt.Resized("image", spatial_size=(self.size, self.size, -1), mode="area")
