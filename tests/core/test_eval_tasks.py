@@ -203,7 +203,8 @@ import vlzoo.core as vz
 from vlzoo.core.cli import build_parser
 vz.list_models()
 build_parser()
-for domain in ("vlzoo.medical", "vlzoo.remote_sensing"):
+for domain in ("vlzoo.medical", "vlzoo.remote_sensing", "vlzoo.person", "vlzoo.ocr", "vlzoo.robotics",
+               "vlzoo.geometry"):
     if importlib.util.find_spec(domain) is not None:  # the core's own test env has no domain
         build_parser(domain, importlib.import_module(domain + ".cli").COMMANDS)
 print(sorted({m.split(".")[0] for m in sys.modules} & {"matplotlib", "rich"}))

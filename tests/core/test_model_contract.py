@@ -37,6 +37,12 @@ _GENERATE = {
     "toyworld": {"n_train": 8, "n_val": 4, "n_test": 4, "image_size": 32},
     "med-toyworld": {"n_train": 8, "n_val": 4, "n_test": 4},
     "rs-toyworld": {"n_train": 8, "n_val": 4, "n_test": 4},
+    "person-toyworld": {"n_train": 4, "n_val": 2, "n_test": 2},  # identities
+    "face-toyworld": {"n_train": 8, "n_val": 4, "n_test": 4},
+    "ocr-toyworld": {"n_train": 8, "n_val": 4, "n_test": 4},
+    "ocr-words": {"n_train": 8, "n_test": 4},
+    "robot-toyworld": {"n_train": 2, "n_val": 1, "n_test": 1},  # clips
+    "geo-toyworld": {"n_train": 8, "n_val": 4, "n_test": 4},
 }
 
 

@@ -22,7 +22,15 @@ import yaml
 
 ZOO = Path(__file__).resolve().parents[2] / "zoo_configs"
 # zoo_configs/<folder>/ → the console script users run its recipes with
-SCRIPTS = {"core": "vlzoo", "medical": "vlzoo-medical", "remote_sensing": "vlzoo-remote-sensing"}
+SCRIPTS = {
+    "core": "vlzoo",
+    "geometry": "vlzoo-geometry",
+    "medical": "vlzoo-medical",
+    "ocr": "vlzoo-ocr",
+    "person": "vlzoo-person",
+    "remote_sensing": "vlzoo-remote-sensing",
+    "robotics": "vlzoo-robotics",
+}
 # What a test run leaves out of a recipe: logs, checkpoints, progress output and the validation passes
 # (a learning test evaluates once, on the test split, at the end).
 QUIET: dict[str, Any] = {

@@ -33,6 +33,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "encode_retrieval_set",
         "encode_texts",
     ),
+    "identity": ("IDENTITY_AP_PROTOCOLS", "identity_ranking", "identity_retrieval"),
     "probe": (
         "DEFAULT_WEIGHT_DECAYS",
         "LogisticRegression",

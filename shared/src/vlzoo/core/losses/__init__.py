@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 from torch import nn
 
 from vlzoo.core.errors import ConfigError
-from vlzoo.core.losses.chunked import ChunkedClipLoss, chunked_cross_entropy
+from vlzoo.core.losses.chunked import (
+    ChunkedClipLoss,
+    ChunkedSigLipLoss,
+    chunked_clip_loss,
+    chunked_cross_entropy,
+    chunked_sigmoid_loss,
+)
 from vlzoo.core.losses.contrastive import (
     ClipLoss,
     DistributedLossBase,
@@ -24,12 +30,16 @@ from vlzoo.core.losses.contrastive import (
     check_scalar_tensor,
 )
 from vlzoo.core.losses.distill import DistillationLoss
+from vlzoo.core.losses.identity import CMPCLoss, CMPMLoss
 from vlzoo.core.losses.siglip import SigLipLoss
 from vlzoo.core.losses.tokenwise import FilipLoss, late_interaction_similarity
 
 __all__ = [
     "LOSSES",
+    "CMPCLoss",
+    "CMPMLoss",
     "ChunkedClipLoss",
+    "ChunkedSigLipLoss",
     "ClipLoss",
     "DistillationLoss",
     "DistributedLossBase",
@@ -41,7 +51,9 @@ __all__ = [
     "check_feature_pair",
     "check_finite",
     "check_scalar_tensor",
+    "chunked_clip_loss",
     "chunked_cross_entropy",
+    "chunked_sigmoid_loss",
     "late_interaction_similarity",
     "register_loss",
 ]
@@ -81,9 +93,12 @@ for _name, _cls in (
     ("clip", ClipLoss),
     ("chunked_clip", ChunkedClipLoss),
     ("siglip", SigLipLoss),
+    ("chunked_siglip", ChunkedSigLipLoss),
     ("multi_positive_clip", MultiPositiveClipLoss),
     ("filip", FilipLoss),
     ("distill", DistillationLoss),
+    ("cmpm", CMPMLoss),
+    ("cmpc", CMPCLoss),
 ):
     register_loss(_name, _cls)
 

@@ -6,6 +6,13 @@
 `vlzoo info` does; `register_hf_config` keeps a hub encoder's `config.json` inline for such builds.
 """
 
+from vlzoo.core.towers.causal_lm import (
+    TINY_LLAMA,
+    CausalLM,
+    CausalLMConfig,
+    causal_lm_config,
+    next_token_loss,
+)
 from vlzoo.core.towers.heads import build_head
 from vlzoo.core.towers.hf_configs import BERT_BASE_CONFIG, known_hf_config, register_hf_config
 from vlzoo.core.towers.structure import is_structure_only, loads_pretrained, structure_only
@@ -26,6 +33,9 @@ __all__ = [
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
     "TEXT_POOLS",
+    "TINY_LLAMA",
+    "CausalLM",
+    "CausalLMConfig",
     "ClipTokenizer",
     "HFTokenizer",
     "TextTower",
@@ -36,11 +46,13 @@ __all__ = [
     "build_head",
     "build_hf_encoder",
     "build_tokenizer",
+    "causal_lm_config",
     "encoder_layers",
     "hf_encoder_config",
     "is_structure_only",
     "known_hf_config",
     "loads_pretrained",
+    "next_token_loss",
     "register_hf_config",
     "structure_only",
 ]
