@@ -1,0 +1,139 @@
+"""person-toyworld: real PNGs and a CUHK-PEDES annotation, part attributes named by every caption, several
+images per identity, near-neighbour identities that a colours-only matcher confuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlzoo.core.data import ensure_generated, get_generated_dataset
+from vlzoo.core.errors import ConfigError
+from vlzoo.person.data import (
+    PERSON_ATTRIBUTES,
+    TbpsAnnotations,
+    attribute_words,
+    colours_only_rank1,
+    draw_identities,
+    render_person,
+    write_person_toyworld,
+)
+
+
+def test_files_and_annotation(person_toyworld: Path):
+    entries = json.loads(person_toyworld.read_text())
+    assert len(entries) == (24 + 4 + 8) * 3
+    first = entries[0]
+    assert {"split", "captions", "file_path", "processed_tokens", "id", "attributes"} <= set(first)
+    assert first["id"] == 1  # CUHK-PEDES numbers identities from 1
+    image = Image.open(person_toyworld.parent / "imgs" / first["file_path"])
+    assert image.format == "PNG" and image.size == (64, 128)  # W×H: a tall pedestrian crop
+    assert len(first["captions"]) == 5 and len(set(first["captions"])) == 5
+    assert first["processed_tokens"][0][:2] == first["captions"][0].split()[:2]
+    # identities never span two splits, and each has 3 images
+    splits: dict[int, set[str]] = {}
+    for e in entries:
+        splits.setdefault(e["id"], set()).add(e["split"])
+    assert all(len(s) == 1 for s in splits.values())
+    assert np.bincount([e["id"] for e in entries])[1:].tolist() == [3] * 36
+
+
+def test_every_caption_names_every_part(person_toyworld: Path):
+    for e in json.loads(person_toyworld.read_text())[:30]:
+        a = e["attributes"]
+        assert set(a) == set(PERSON_ATTRIBUTES)
+        assert all(a[g] in PERSON_ATTRIBUTES[g] for g in a)
+        assert (a["bag"] == "none") == (a["bag_colour"] == "none")
+        for caption in e["captions"]:
+            words = set(
+                caption.replace(",", " ").replace(".", " ").replace(";", " ").replace(":", " ").split()
+            )
+            named = {a[g] for g in ("gender", "hair_length", "upper_type", "lower_type")}
+            named |= {a["hair_colour"], a["upper_colour"], a["lower_colour"], a["shoe_colour"]}
+            if a["bag"] != "none":
+                named |= {a["bag"], a["bag_colour"]}
+            assert named <= words, (caption, a)
+            assert words & attribute_words() <= named | {"man", "woman"}  # no attribute word of another value
+
+
+def test_identities_are_distinct_near_neighbours():
+    """Families of up to 8 identities share their set of colours (what a colour matcher sees) and differ
+    from the family's first member in a few parts only."""
+    ids = draw_identities(40, seed=3)
+    keys = [tuple(a[g] for g in PERSON_ATTRIBUTES) for a, _ in ids]
+    assert len(set(keys)) == 40
+    families: dict[int, list[dict]] = {}
+    for a, f in ids:
+        families.setdefault(f, []).append(a)
+    assert max(len(m) for m in families.values()) == 8
+    colour_groups = ("hair_colour", "upper_colour", "lower_colour", "shoe_colour", "bag_colour")
+    for members in families.values():
+        colours = {frozenset(a[g] for g in colour_groups) for a in members}
+        assert len(colours) == 1
+        for other in members[1:]:
+            assert 1 <= sum(members[0][g] != other[g] for g in PERSON_ATTRIBUTES) <= 4
+
+
+def test_images_of_one_identity_vary_and_the_generator_is_seeded():
+    a, _ = draw_identities(1, seed=0)[0]
+    one = render_person(a, np.random.default_rng(1))
+    two = render_person(a, np.random.default_rng(2))
+    assert one.shape == (128, 64, 3) and one.dtype == np.uint8
+    assert np.abs(one.astype(int) - two).mean() > 10  # pose, placement, background and light differ
+    assert np.array_equal(one, render_person(a, np.random.default_rng(1)))
+
+
+def test_same_arguments_same_files(tmp_path: Path):
+    p1 = write_person_toyworld(tmp_path / "a", n_train=3, n_val=0, n_test=2, images_per_id=2, seed=5)
+    p2 = write_person_toyworld(tmp_path / "b", n_train=3, n_val=0, n_test=2, images_per_id=2, seed=5)
+    assert p1.read_text() == p2.read_text()
+    assert (p1.parent / "imgs/test/0004_1.png").read_bytes() == (
+        p2.parent / "imgs/test/0004_1.png"
+    ).read_bytes()
+    with pytest.raises(ConfigError, match="images_per_id"):
+        write_person_toyworld(tmp_path / "c", images_per_id=0)
+
+
+def test_registered_as_generated_cuhk_pedes(tmp_path: Path):
+    spec = get_generated_dataset("person-toyworld")
+    assert spec is not None and spec.kind == "cuhk-pedes" and spec.filename == "reid_raw.json"
+    path = ensure_generated(
+        "person-toyworld", tmp_path, {"n_train": 2, "n_val": 0, "n_test": 2, "images_per_id": 2}
+    )
+    assert TbpsAnnotations(path, "test", captions="all")[0]["pid"] == 3  # test pids are the raw ids
+
+
+def test_colours_only_matcher_is_confused_by_neighbours(person_toyworld: Path):
+    """The part-blind matcher knows each image's true colours, yet near neighbours defeat it: on 8 test
+    identities of one family it is at chance (1/8), however well it sees colours."""
+    test = [e for e in json.loads(person_toyworld.read_text()) if e["split"] == "test"]
+    captions = [c for e in test for c in e["captions"]]
+    query_ids = [e["id"] for e in test for _ in e["captions"]]
+    rank1 = colours_only_rank1(captions, query_ids, [e["attributes"] for e in test], [e["id"] for e in test])
+    assert rank1 == pytest.approx(100 / 8)
+    # and a matcher given the right colours on a gallery of identities with distinct colour sets is perfect
+    same = colours_only_rank1(
+        ["a red shirt"],
+        [1],
+        [
+            {
+                "upper_colour": "red",
+                "hair_colour": "x",
+                "lower_colour": "x",
+                "shoe_colour": "x",
+                "bag_colour": "none",
+            },
+            {
+                "upper_colour": "blue",
+                "hair_colour": "x",
+                "lower_colour": "x",
+                "shoe_colour": "x",
+                "bag_colour": "none",
+            },
+        ],
+        [1, 2],
+    )
+    assert same == 100.0

@@ -1,0 +1,154 @@
+"""UniPT's divide-conquer-combine pseudo-text generator: the attributes YAML, the per-group choice with its
+confidence threshold, the template, the command, and the `pseudo-text` evaluation's arithmetic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from vlzoo.core import create_model, get_tokenizer
+from vlzoo.core.errors import ConfigError
+from vlzoo.person.cli import main as person_main
+from vlzoo.person.evaluation_faces import pseudo_text_metrics
+from vlzoo.person.pseudo_text import PseudoTextGenerator, load_attribute_spec, person_toyworld_spec
+
+SPEC = {
+    "prompt": "a photo of a person {}.",
+    "threshold": 0.2,
+    "groups": {
+        "gender": {"candidates": {"man": "man", "woman": "woman"}, "prompt": "a photo of a {}."},
+        "upper_colour": ["red", "blue", "green"],
+        "bag": {"candidates": {"none": "nothing", "backpack": "a backpack"}, "threshold": 0.9},
+    },
+    "template": ["a {gender}", "in a {upper_colour} jacket", "carrying {bag}"],
+}
+
+
+@pytest.fixture(scope="module")
+def clip():
+    torch.manual_seed(0)
+    return create_model("clip-vit-tiny").eval()
+
+
+def test_the_yaml_is_read_with_defaults_per_group(tmp_path: Path):
+    path = tmp_path / "attributes.yaml"
+    path.write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    spec = load_attribute_spec(path)
+    gender, colour, bag = spec.groups
+    assert gender.prompt == "a photo of a {}." and colour.prompt == "a photo of a person {}."
+    assert colour.candidates == {"red": "red", "blue": "blue", "green": "green"}
+    assert (gender.threshold, bag.threshold) == (0.2, 0.9)
+    assert spec.clause_groups == [["gender"], ["upper_colour"], ["bag"]]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"template": ["a {gender} with {hair}"]}, r"template names groups \['hair'\]"),
+        ({"groups": {"gender": ["man"]}}, r"groups\.gender\.candidates must hold at least two"),
+        ({"groups": {"gender": {"candidates": ["a", "b"], "prompt": "no slot"}}}, r"groups\.gender\.prompt"),
+        ({"groups": {}}, "needs a non-empty 'groups'"),
+    ],
+)
+def test_a_bad_spec_is_a_config_error_naming_the_file_and_key(tmp_path: Path, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, **change}, sort_keys=False))
+    with pytest.raises(ConfigError, match=message) as err:
+        load_attribute_spec(path)
+    assert "bad.yaml" in str(err.value)
+
+
+def test_combine_fills_the_template_and_drops_clauses_of_groups_not_kept(clip):
+    generator = PseudoTextGenerator(clip, get_tokenizer(clip), load_attribute_spec(SPEC))
+    choices = torch.tensor([[1, 0, 1], [0, -1, 1], [-1, -1, -1]])
+    assert generator.captions(choices) == [
+        "a woman in a red jacket carrying a backpack",
+        "a man carrying a backpack",
+        "a person",  # nothing kept: the fallback
+    ]
+
+
+def test_conquer_picks_the_best_candidate_per_group_above_its_threshold(clip):
+    spec = load_attribute_spec(SPEC)
+    generator = PseudoTextGenerator(clip, get_tokenizer(clip), spec)
+    # "Images" whose features are candidates' own text features: each group's best is that candidate.
+    t = generator.text_features  # rows: man, woman | red, blue, green | nothing, a backpack
+    features = torch.nn.functional.normalize(torch.stack([t[1] + t[4] + t[6], t[0] + t[2] + t[5]]), dim=-1)
+    choices, confidence = generator.choose(features)
+    logits = spec.scale * features @ t.T
+    expected = torch.stack([logits[:, s : s + n].argmax(1) for s, n in generator.slices], 1)
+    kept = choices >= 0
+    assert torch.equal(choices[kept], expected[kept])
+    groups = [(0, 2), (2, 3), (5, 2)]
+    for g, (start, size) in enumerate(groups):
+        probability = logits[:, start : start + size].softmax(1).max(1).values
+        assert torch.allclose(confidence[:, g], probability, atol=1e-5)
+        threshold = spec.groups[g].threshold
+        assert torch.equal(choices[:, g] >= 0, probability >= threshold)
+    strict = load_attribute_spec({**SPEC, "threshold": 1.01, "groups": {**SPEC["groups"], "bag": ["a", "b"]}})
+    assert (PseudoTextGenerator(clip, get_tokenizer(clip), strict).choose(features)[0] == -1).all()
+
+
+def test_the_command_writes_one_caption_line_per_image(tmp_path: Path):
+    images = tmp_path / "images"
+    (images / "cam1").mkdir(parents=True)
+    for i, colour in enumerate([(200, 30, 30), (30, 30, 200), (30, 160, 30)]):
+        Image.new("RGB", (32, 64), colour).save(images / ("cam1" if i else "") / f"p{i}.png")
+    (images / "notes.txt").write_text("not an image")
+    spec = tmp_path / "attributes.yaml"
+    spec.write_text(yaml.safe_dump({**SPEC, "threshold": 0.0}, sort_keys=False))
+    out = tmp_path / "captions.jsonl"
+    argv = [
+        "pseudo-text",
+        str(images),
+        "--model",
+        "clip-vit-tiny",
+        "--attributes",
+        str(spec),
+        "--out",
+        str(out),
+    ]
+    assert person_main([*argv, "--batch-size", "2"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(x["file_path"] for x in lines) == ["cam1/p1.png", "cam1/p2.png", "p0.png"]
+    parsed = load_attribute_spec(SPEC)
+    for line in lines:
+        chosen = line["attributes"]
+        assert set(chosen) == {"gender", "upper_colour"} | ({"bag"} if "bag" in chosen else set())
+        phrases = {g.name: g.candidates[chosen[g.name]] for g in parsed.groups if g.name in chosen}
+        clauses = [
+            c.format(**phrases)
+            for c, s in zip(parsed.template, parsed.clause_groups)
+            if set(s) <= set(phrases)
+        ]
+        assert line["captions"] == [" ".join(clauses)]
+        assert all(0.0 <= p <= 1.0 for p in line["confidence"].values())
+
+
+def test_pseudo_text_metrics_by_hand():
+    chosen = {"gender": ["man", "woman", None, "man"], "bag": ["none", "none", "backpack", None]}
+    known = {"gender": ["man", "man", "woman", "man"], "bag": ["none", None, "backpack", "none"]}
+    metrics = pseudo_text_metrics(chosen, known, {"gender": 2, "bag": 3})
+    gender, bag = metrics["groups"]["gender"], metrics["groups"]["bag"]
+    assert gender == {"accuracy": 50.0, "coverage": 75.0, "precision": pytest.approx(200 / 3), "chance": 50.0,
+                      "images": 4}  # fmt: skip
+    assert (
+        bag["accuracy"] == pytest.approx(200 / 3)
+        and bag["images"] == 3
+        and bag["chance"] == pytest.approx(100 / 3)
+    )
+    assert metrics["mean_accuracy"] == pytest.approx((50 + 200 / 3) / 2)
+
+
+def test_the_person_toyworld_spec_covers_its_attribute_groups():
+    from vlzoo.person.data import PERSON_ATTRIBUTES
+
+    spec = person_toyworld_spec()
+    for group in spec.groups:
+        assert set(group.candidates) == set(PERSON_ATTRIBUTES[group.name])
+    assert {g.name for g in spec.groups} == set(PERSON_ATTRIBUTES) - {"bag_colour"}
