@@ -1,0 +1,228 @@
+"""Word crops for recognition: folders with `path<TAB>label` files, crops cut from ICDAR-style detection gt,
+and the generated `ocr-words` crops rendered with `vlzoo.ocr.render`.
+
+>>> train = WordCrops("data/ocr-words/train/labels.txt")       # {"image": PIL.Image, "text", "id", "path"}
+>>> cut_icdar_crops("data/ocr-toyworld/ocr-toyworld.json", "test", "crops/test")  # → crops/test/labels.txt
+>>> write_ocr_words("data/ocr-words", n_train=2000, n_test=200)  # rendered crops, one labels file per split
+
+Labels are normalized as in `LmdbDataset` (PARSeq's rules; those too long or empty are counted in
+`skipped_labels`); an image that does not decode is a skip marker, counted by the collator.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from vlzoo.core import ConfigError, DataError
+from vlzoo.core.data import Record, load_record
+from vlzoo.ocr.data.icdar import iter_words, read_detection_records
+from vlzoo.ocr.data.labels import filter_charset, load_charset, normalize_unicode
+from vlzoo.ocr.data.lmdb import read_labels_file
+from vlzoo.ocr.data.toyworld import sample_background, sample_word
+from vlzoo.ocr.render import paste_word, render_word, sample_placement, sample_style
+
+__all__ = [
+    "OCR_WORDS",
+    "OCR_WORDS_FILE",
+    "WordCrops",
+    "cut_icdar_crops",
+    "rectify_quad",
+    "render_word_crop",
+    "write_ocr_words",
+]
+
+OCR_WORDS = "ocr-words"
+OCR_WORDS_FILE = "train/labels.txt"  # what `data: ocr-words` trains on; the test split is test/labels.txt
+
+
+@dataclass
+class WordCrops(Dataset):
+    """Word images listed in a `path<TAB>label` file (paths relative to `image_root`, default the file's
+    folder) as `{"image": PIL.Image (RGB), "text", "id", "path"}`; labels normalized to `charset`."""
+
+    labels_file: str | os.PathLike
+    image_root: str | os.PathLike | None = None
+    charset: str | None = None
+    max_length: int = 25
+    skipped_labels: list[tuple[int, str]] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.labels_file = Path(self.labels_file)
+        root = Path(self.image_root) if self.image_root is not None else self.labels_file.parent
+        charset = load_charset(self.charset)
+        self.records: list[Record] = []
+        for line, (image, label) in enumerate(read_labels_file(self.labels_file), 1):
+            text = normalize_unicode(label)
+            if len(text) > self.max_length:  # before the charset filter, as PARSeq
+                self.skipped_labels.append((line, f"label longer than {self.max_length} characters"))
+                continue
+            text = filter_charset(text, charset)
+            if not text:
+                self.skipped_labels.append((line, "label empty after normalization"))
+                continue
+            self.records.append(Record(root / image, [text], line, {}))
+        if not self.records:
+            raise DataError(
+                f"{self.labels_file}: no usable sample ({len(self.skipped_labels)} labels dropped)"
+            )
+
+    @property
+    def labels(self) -> list[str]:
+        return [r.captions[0] for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return load_record(self.records[index], "first")
+
+
+# ------------------------------------------------------------------------------ crops from detection gt
+
+
+def rectify_quad(image: np.ndarray, quad: np.ndarray, height: int | None = None) -> np.ndarray:
+    """The quadrilateral `quad` [4, 2] (tl, tr, br, bl) of `image` warped onto an upright rectangle: width
+    the mean of its top and bottom edges, height the mean of its sides (or `height`, keeping the ratio)."""
+    quad = np.asarray(quad, np.float32)
+    if quad.shape != (4, 2):
+        raise DataError(f"a word crop needs a quadrilateral [4, 2], got {quad.shape}")
+    width = 0.5 * (np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3]))
+    side = 0.5 * (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1]))
+    if height is not None:
+        width, side = width * height / max(side, 1e-6), height
+    w, h = max(round(float(width)), 1), max(round(float(side)), 1)
+    target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    matrix = cv2.getPerspectiveTransform(quad, target)
+    return cv2.warpPerspective(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _quad_of(polygon: np.ndarray) -> np.ndarray:
+    """A polygon's quadrilateral: itself with 4 points, else its minimum-area rectangle ordered tl, tr, br,
+    bl (Total-Text's curved words are cut straight)."""
+    polygon = np.asarray(polygon, np.float32)
+    if len(polygon) == 4:
+        return polygon
+    box = cv2.boxPoints(cv2.minAreaRect(polygon))
+    start = int(np.argmin(box.sum(1)))  # top-left: smallest x + y
+    box = np.roll(box, -start, axis=0)
+    return box if box[1, 0] >= box[3, 0] else box[[0, 3, 2, 1]]  # clockwise from top-left
+
+
+def cut_icdar_crops(
+    detection: str | os.PathLike, split: str, out_dir: str | os.PathLike, height: int | None = None
+) -> dict[str, Any]:
+    """Cut every legible word (not `###`) of a detection dataset (an index JSON or an images/ + gt/ folder,
+    read by `vlzoo.ocr.data.icdar`) into `out_dir/<n>.png`, rectified with a perspective warp, and write
+    `out_dir/labels.txt`. An image that does not read is counted and left out. Returns
+    `{"written", "skipped", "labels"}`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines, skipped, cache = [], 0, {}
+    for image_path, instance in iter_words(read_detection_records(detection, split)):
+        if instance.ignore or not instance.text.strip():
+            continue
+        if image_path not in cache:
+            cache.clear()  # words come grouped by image: keep one decoded image
+            cache[image_path] = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        image = cache[image_path]
+        if image is None:
+            skipped += 1
+            continue
+        crop = rectify_quad(image, _quad_of(instance.polygon), height)
+        name = f"{len(lines):06d}.png"
+        cv2.imwrite(str(out / name), crop)
+        lines.append(f"{name}\t{instance.text}")
+    if not lines:
+        raise DataError(f"{detection} ({split}): no legible word to cut")
+    (out / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"written": len(lines), "skipped": skipped, "labels": out / "labels.txt"}
+
+
+# ------------------------------------------------------------------------------------ ocr-words crops
+
+
+def render_word_crop(
+    rng: np.random.Generator,
+    text: str,
+    height: int = 32,
+    max_rotation: float = 4.0,
+    max_perspective: float = 0.12,
+) -> np.ndarray:
+    """One word crop `[h, w, 3]` uint8: `text` in a random font, size, colour and outline (`vlzoo.ocr.render`)
+    slightly rotated and perspective-warped on a textured background, the word filling most of the height."""
+    style = sample_style(rng, size_range=(int(height * 0.6), int(height * 0.9)), shadow_p=0.2)
+    word = render_word(text, style)
+    wh, ww = word.size
+    canvas = (int(wh * 1.2) + 4, int(ww * 1.1) + 4)
+    matrix = sample_placement(
+        rng, word.size, canvas, max_rotation=max_rotation, max_perspective=max_perspective
+    )
+    while matrix is None:  # the rotated word is larger than the canvas: give it more room
+        canvas = (canvas[0] + 4, canvas[1] + 4)
+        matrix = sample_placement(
+            rng, word.size, canvas, max_rotation=max_rotation, max_perspective=max_perspective
+        )
+    image = sample_background(rng, canvas)
+    paste_word(image, word, matrix)
+    return image
+
+
+def write_ocr_words(
+    out_dir: str | os.PathLike,
+    n_train: int = 400,
+    n_val: int = 0,
+    n_test: int = 100,
+    height: int = 32,
+    seed: int = 0,
+) -> Path:
+    """Write rendered word crops (ocr-toyworld's vocabulary and renderer) as `<split>/<n>.png` and
+    `<split>/labels.txt` for the splits train, val (when `n_val`) and test; returns the train labels file.
+    A word the drawn font cannot render is redrawn in another style. Identical arguments give identical
+    files."""
+    if n_train < 1 or height < 16:
+        raise ConfigError(f"ocr-words needs n_train >= 1 and height >= 16, got {n_train}, {height}")
+    root = Path(out_dir)
+    splits = (("val", n_val), ("test", n_test), ("train", n_train))  # train last: its file marks completion
+    for split, n in [(name, n) for name, n in splits if n > 0 or name == "train"]:
+        (root / split).mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i in range(n):
+            rng = np.random.default_rng([seed, zlib.crc32(split.encode()), i])
+            text = sample_word(rng)
+            for _ in range(10):
+                try:
+                    crop = render_word_crop(rng, text, height)
+                    break
+                except DataError:  # a font without one of the word's glyphs: another style
+                    continue
+            else:
+                raise DataError(f"ocr-words: no font renders {text!r}")
+            cv2.imwrite(str(root / split / f"{i:06d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            lines.append(f"{i:06d}.png\t{text}")
+        tmp = root / split / "labels.txt.tmp"
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(root / split / "labels.txt")
+    return root / OCR_WORDS_FILE
+
+
+# ------------------------------------------------------------------------------------ data kinds
+
+
+def build_word_crops(path: str, split: str, captions: str, options: dict[str, Any]) -> Dataset:
+    return WordCrops(
+        path, options.get("image_root"), options.get("charset"), int(options.get("max_length") or 25)
+    )
+
+
+def build_str_lmdb(path: str, split: str, captions: str, options: dict[str, Any]) -> Dataset:
+    from vlzoo.ocr.data.lmdb import LmdbDataset
+
+    return LmdbDataset(path, options.get("charset"), int(options.get("max_length") or 25))

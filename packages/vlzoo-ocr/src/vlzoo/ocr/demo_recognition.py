@@ -1,0 +1,211 @@
+"""The recognition part of `vlzoo-ocr demo`: rendered word crops → a tiny CLIP on crops and prompts → an
+ORP bank → DPTR text-only pre-training → fine-tuning from it and from scratch (the same budget) → the
+recognition report (`vlzoo-ocr eval recognition` of the model fine-tuned from the pre-trained decoder, under
+`out/report`). `benchmarks/ocr_dptr_transfer.py` runs it with larger settings.
+
+>>> summary = run_recognition_demo("vlzoo-ocr-demo/recognition")   # curves, text-only accuracy, report/
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from vlzoo.core import create_model, get_tokenizer
+from vlzoo.core.weights import save
+from vlzoo.ocr.data.crops import WordCrops, write_ocr_words
+from vlzoo.ocr.data.labels import CHARSET_36, normalize_label
+from vlzoo.ocr.data.toyworld import sample_background
+from vlzoo.ocr.dptr import write_orp_bank
+from vlzoo.ocr.metrics_recognition import recognition_metrics
+
+__all__ = ["RECOGNITION_DEMO", "run_recognition_demo"]
+
+# CPU-minutes settings; the benchmark's are larger.
+RECOGNITION_DEMO = {
+    "n_train": 1000,
+    "n_test": 200,
+    "clip_steps": 150,
+    "pretrain_steps": 200,
+    "steps": 300,
+    "eval_every": 50,
+    "batch": 64,
+    "lr": 2e-3,
+}
+ARMS = ("pretrained", "scratch", "frozen-decoder")
+
+
+def _crops_tensor(crops: WordCrops, transform: Callable) -> torch.Tensor:
+    return torch.stack([transform(crops[i]["image"]) for i in range(len(crops))])
+
+
+def train_word_clip(
+    crops: WordCrops, steps: int, batch: int, log: Callable[[str], None] = print
+) -> nn.Module:
+    """clip-vit-tiny trained contrastively on word crops (squashed to its square input: a crop would cut
+    the word's ends off) and their prompts `a photo of a '<word>'`."""
+    torch.manual_seed(0)
+    clip = create_model("clip-vit-tiny")
+    cfg = clip.config.vision
+    arrays = [
+        cv2.resize(
+            np.asarray(crops[i]["image"]), (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA
+        )
+        for i in range(len(crops))
+    ]
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+    images = (images - torch.tensor(cfg.mean)[:, None, None]) / torch.tensor(cfg.std)[:, None, None]
+    tokens = get_tokenizer(clip)([f"a photo of a '{normalize_label(t, CHARSET_36)}'" for t in crops.labels])
+    opt = torch.optim.AdamW(clip.parameters(), lr=1e-3, weight_decay=0.05)
+    clip.train()
+    for step in range(steps):
+        idx = torch.randperm(len(images))[:batch]
+        text = type(tokens)(tokens.input_ids[idx], tokens.attention_mask[idx])
+        loss = clip({"image": images[idx], "text": text})["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            log(f"  clip step {step}: contrastive loss {loss.item():.3f}")
+    return clip.eval()
+
+
+def _accuracy(model: nn.Module, images: torch.Tensor, labels: list[str]) -> float:
+    model.eval()
+    preds = [p for i in range(0, len(images), 100) for p in model.recognize(images[i : i + 100])]
+    model.train()
+    return recognition_metrics(preds, labels, CHARSET_36)["accuracy"]
+
+
+def _fit(model, images, targets, test, steps, batch, lr, eval_every, name, log) -> list[tuple[int, float]]:
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    curve = [(0, _accuracy(model, *test))]
+    model.train()
+    for step in range(1, steps + 1):
+        idx = torch.randperm(len(images))[:batch]
+        loss = model({"image": images[idx], "text": targets[idx]})["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)  # OpenOCR's grad_clip
+        opt.step()
+        schedule.step()
+        if step % eval_every == 0 or step == steps:
+            curve.append((step, _accuracy(model, *test)))
+            log(f"  {name} step {step}: loss {loss.item():.3f}, test word accuracy {curve[-1][1]:.1f}%")
+    return curve
+
+
+def run_recognition_demo(
+    out: str | Path, log: Callable[[str], None] = print, **settings: Any
+) -> dict[str, Any]:
+    """Runs the four stages under `out` (settings: `RECOGNITION_DEMO`'s keys) and returns the summary:
+    `curves` (test word accuracy by fine-tuning step for `pretrained`, `scratch`, `frozen-decoder`),
+    `text_only` (the pre-trained decoder reading CLIP's memory of the test labels), `chance`, seconds."""
+    s = {**RECOGNITION_DEMO, **settings}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+
+    log("1. ocr-words crops and a tiny CLIP trained on them and their prompts")
+    labels_file = out / "ocr-words" / "train" / "labels.txt"
+    if not labels_file.is_file():
+        write_ocr_words(out / "ocr-words", n_train=s["n_train"], n_test=s["n_test"], seed=0)
+    train_crops = WordCrops(labels_file)
+    clip_path = save(
+        train_word_clip(train_crops, s["clip_steps"], s["batch"], log), out / "clip" / "model.safetensors"
+    )
+    seconds["clip"] = time.perf_counter() - start
+
+    log("2. ORP bank: the CLIP's image tokens of 100 text-free backgrounds")
+    backgrounds = out / "backgrounds"
+    backgrounds.mkdir(exist_ok=True)
+    for i in range(100):
+        image = sample_background(np.random.default_rng(10_000 + i), (64, 64))
+        Image.fromarray(image).save(backgrounds / f"{i}.png")
+    bank = out / "orp.safetensors"
+    write_orp_bank(backgrounds, bank, "clip-vit-tiny", str(clip_path))
+
+    torch.manual_seed(0)
+    config = create_model("dptr-parseq-tiny").config
+    transform, tokenizer = config.transform(train=False), config.tokenizer()
+    images = _crops_tensor(train_crops, transform)
+    labels = train_crops.labels
+    targets = tokenizer(labels)
+    test_crops = WordCrops(out / "ocr-words" / "test" / "labels.txt")
+    test = (_crops_tensor(test_crops, transform), test_crops.labels)
+
+    log("3. DPTR text-only pre-training of the decoder (CLIP text memory + ORP)")
+    t = time.perf_counter()
+    torch.manual_seed(0)
+    pre = create_model(
+        "dptr-parseq-tiny", stage="pretrain", clip_pretrained=str(clip_path), orp_bank=str(bank)
+    )
+    opt = torch.optim.AdamW([p for p in pre.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
+    pre.train()
+    for step in range(s["pretrain_steps"]):
+        idx = torch.randperm(len(labels))[: s["batch"]].tolist()
+        loss = pre({"text": targets[idx], "captions": [labels[i] for i in idx]})["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == s["pretrain_steps"] - 1:
+            log(f"  pretrain step {step}: loss {loss.item():.3f}")
+    pre.eval()
+    text_only = recognition_metrics(pre.recognize(labels=test[1]), test[1], CHARSET_36)["accuracy"]
+    log(f"  the pre-trained decoder reads CLIP's memory of the test labels: word accuracy {text_only:.1f}%")
+    pre_path = save(pre, out / "dptr-pretrain" / "model.safetensors")
+    seconds["pretrain"] = time.perf_counter() - t
+
+    log("4. fine-tuning on the crops: the same steps, batches and learning rate for every run")
+    curves, models = {}, {}
+    overrides = {
+        "pretrained": {"pretrained_decoder": str(pre_path)},
+        "scratch": {},
+        "frozen-decoder": {"pretrained_decoder": str(pre_path), "freeze_decoder": True},
+    }
+    for name in ARMS:
+        t = time.perf_counter()
+        torch.manual_seed(1)  # the same ViT and FMU initialization and the same batches in every run
+        models[name] = create_model("dptr-parseq-tiny", stage="finetune", **overrides[name])
+        args = (s["steps"], s["batch"], s["lr"], s["eval_every"], name, log)
+        curves[name] = _fit(models[name], images, targets, test, *args)
+        seconds[name] = time.perf_counter() - t
+    finetuned = save(models["pretrained"], out / "dptr-finetune" / "model.safetensors")
+    from vlzoo.ocr.evaluation_recognition import evaluate_recognition  # rich and matplotlib: imported late
+
+    report = evaluate_recognition(
+        create_model("dptr-parseq-tiny", pretrained=finetuned),
+        data=str(out / "ocr-words" / "test" / "labels.txt"),
+        workers=0,
+        out=out / "report",
+    )
+
+    folded = [normalize_label(w, CHARSET_36) for w in test[1]]
+    chance = 100 * max(map(folded.count, set(folded))) / len(folded)
+    summary = {
+        "settings": s,
+        "curves": curves,
+        "text_only": text_only,
+        "chance": chance,
+        "report": {k: report[k] for k in ("benchmarks", "combined")},
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    log("\nword accuracy (%) on the ocr-words test crops (36-char charset) by fine-tuning step")
+    log(f"{'step':>6} " + " ".join(f"{n:>15}" for n in ARMS))
+    for i, (step, _) in enumerate(curves["scratch"]):
+        log(f"{step:>6} " + " ".join(f"{curves[n][i][1]:>15.1f}" for n in ARMS))
+    log(f"text-only pre-training, reading CLIP's memory of the test labels: {text_only:.1f}%")
+    log(f"chance (always the most frequent test word): {chance:.1f}%")
+    return summary

@@ -1,0 +1,114 @@
+"""Word crops: path<TAB>label folders, crops rectified from ICDAR-style gt, rendered ocr-words, STR
+transforms, and the recognition batches the core's datamodule makes of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vlzoo.core import DataError
+from vlzoo.core.data import is_skipped
+from vlzoo.ocr.data.crops import WordCrops, cut_icdar_crops, rectify_quad, write_ocr_words
+from vlzoo.ocr.data.str_transforms import Curve, str_transform
+
+
+def test_ocr_words_are_deterministic_and_read_back(ocr_words: Path, tmp_path: Path):
+    train = WordCrops(ocr_words / "train" / "labels.txt")
+    assert len(train) == 300 and not train.skipped_labels
+    sample = train[0]
+    assert sample["image"].mode == "RGB" and sample["text"] == train.labels[0]
+    assert 16 <= sample["image"].size[1] <= 80 and sample["image"].size[0] > sample["image"].size[1]
+    again = write_ocr_words(tmp_path, n_train=3, n_test=1, seed=0)
+    assert (again.parent / "000002.png").read_bytes() == (ocr_words / "train" / "000002.png").read_bytes()
+    lowered = WordCrops(ocr_words / "train" / "labels.txt", charset="36")
+    assert all(t == t.lower() and t.isalnum() for t in lowered.labels)
+
+
+def test_word_crops_count_bad_labels_and_skip_bad_images(tmp_path: Path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((20, 50, 3), 200, np.uint8))
+    (tmp_path / "b.png").write_bytes(b"broken")
+    (tmp_path / "labels.txt").write_text("a.png\tOK\nb.png\tbad\na.png\t!!!\na.png\t" + "x" * 30 + "\n")
+    crops = WordCrops(tmp_path / "labels.txt", charset="36")
+    assert crops.labels == ["ok", "bad"]
+    assert crops.skipped_labels == [
+        (3, "label empty after normalization"),
+        (4, "label longer than 25 characters"),
+    ]
+    assert is_skipped(crops[1]) and "b.png" in crops[1]["path"]
+    (tmp_path / "labels.txt").write_text("a.png OK\n")
+    with pytest.raises(DataError, match=r"labels.txt:1: expected 'path<TAB>label'"):
+        WordCrops(tmp_path / "labels.txt")
+
+
+def test_rectify_quad_undoes_a_perspective_warp():
+    word = np.zeros((20, 60, 3), np.uint8)
+    word[:, ::10] = 255  # vertical bars every 10 px
+    word[5:8] = (255, 0, 0)
+    quad = np.array([[30, 40], [95, 25], [100, 50], [33, 62]], np.float32)
+    src = np.array([[0, 0], [60, 0], [60, 20], [0, 20]], np.float32)
+    canvas = cv2.warpPerspective(word, cv2.getPerspectiveTransform(src, quad), (140, 100))
+    crop = rectify_quad(canvas, quad, height=20)
+    assert crop.shape[0] == 20 and abs(crop.shape[1] - 60) <= 6
+    back = cv2.resize(crop, (60, 20), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    assert np.abs(back - word).mean() < 25  # the bars and the red line are back in place
+    assert back[5:8, 20:40, 0].mean() > 150 and back[12:18, 21:29].mean() < 60
+    with pytest.raises(DataError, match="quadrilateral"):
+        rectify_quad(canvas, quad[:3])
+
+
+def test_crops_cut_from_icdar_ground_truth(tmp_path: Path):
+    from vlzoo.ocr.data.icdar import iter_words, read_detection_records
+    from vlzoo.ocr.data.toyworld import write_ocr_toyworld
+
+    index = write_ocr_toyworld(tmp_path / "tw", n_train=1, n_val=0, n_test=3, image_size=96, max_words=3)
+    legible = [i.text for _, i in iter_words(read_detection_records(index, "test")) if not i.ignore]
+    result = cut_icdar_crops(index, "test", tmp_path / "crops", height=32)
+    crops = WordCrops(result["labels"], max_length=40, charset="94")
+    assert result["written"] == len(legible) == len(crops)
+    assert [line.split("\t")[1] for line in result["labels"].read_text().splitlines()] == legible
+    assert all(crops[i]["image"].size[1] == 32 for i in range(len(crops)))
+
+
+def test_str_transform_sizes_and_the_curve():
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[:, :20] = 255
+    plain = str_transform((32, 128))(image)
+    assert plain.shape == (3, 32, 128) and plain.min() == -1.0 and plain.max() == 1.0
+    assert (
+        plain[0, :, 67:].max() == -1.0 and plain[0, :, :61].min() == 1.0
+    )  # stretched: the white half fills the left half
+    padded = str_transform((32, 128), keep_aspect=True)(image)
+    assert padded[0, 16, 40:].max() == -1.0 and padded[0, 16, :30].min() == 1.0  # 64 px wide, then padding
+    trained = str_transform((32, 128), train=True)(image)
+    assert trained.shape == (3, 32, 128)
+    bars = np.zeros((32, 64, 3), np.uint8)
+    bars[14:18] = 255  # a horizontal line bends into a parabola
+    curved = Curve(bend_limit=0.3, p=1.0).apply(bars, bend=0.25)
+    assert np.array_equal(Curve().apply(bars, bend=0.0), bars)
+    rows = [int(np.argmax(curved[:, x, 0])) for x in (0, 32, 63)]
+    assert rows[1] == 14 and rows[0] < 10 and rows[2] < 10  # the ends move up by ~8 px
+
+
+def test_the_core_datamodule_makes_recognition_batches(ocr_words: Path):
+    from vlzoo.core.train import ImageTextDataModule
+
+    data = ImageTextDataModule(
+        data=str(ocr_words / "train" / "labels.txt"),
+        data_kind="word-crops",
+        model="dptr-parseq-tiny",
+        batch_size=8,
+        num_workers=0,
+    )
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["image"].shape == (8, 3, 32, 128)
+    assert batch["text"].shape[0] == 8 and batch["text"].dtype == torch.long
+    tok = data._collator(False).tokenizer
+    # the dataset keeps the 94-char label; the model's tokenizer folds it to its 36-char charset
+    assert tok.decode(batch["text"][:, 1:]) == [
+        "".join(ch for ch in c.lower() if ch.isalnum()) for c in batch["captions"]
+    ]

@@ -1,0 +1,166 @@
+"""DPTR: the pseudo-visual memory (official shape, no gradient into CLIP), ORP only in training at its scale,
+stages, the ORP bank command, and text-only pre-training that reads the CLIP memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlzoo.core import ConfigError, create_model
+from vlzoo.core.weights import save
+from vlzoo.ocr.cli import main
+from vlzoo.ocr.data.labels import CharTokenizer
+from vlzoo.ocr.dptr import load_orp_bank
+
+
+@pytest.fixture(scope="module")
+def orp_bank(tiny_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ORP bank written by the command from 5 text-free images (one unreadable file is skipped)."""
+    from vlzoo.ocr.data.toyworld import sample_background
+
+    root = tmp_path_factory.mktemp("orp")
+    (root / "images").mkdir()
+    for i in range(5):
+        image = sample_background(np.random.default_rng(i), (80, 80))
+        Image.fromarray(image).save(root / "images" / f"{i}.png")
+    (root / "images" / "broken.jpg").write_bytes(b"not a jpeg")
+    argv = ["orp-bank", str(root / "images"), str(root / "bank.safetensors"), "--clip", "clip-vit-tiny"]
+    assert main([*argv, "--clip-pretrained", str(tiny_clip)]) == 0
+    return root / "bank.safetensors"
+
+
+def _pretrain(tiny_clip: Path, **overrides):
+    torch.manual_seed(0)
+    return create_model("dptr-parseq-tiny", stage="pretrain", clip_pretrained=str(tiny_clip), **overrides)
+
+
+def test_orp_bank_holds_the_projected_class_and_patch_tokens(orp_bank: Path, tiny_clip: Path):
+    bank = load_orp_bank(orp_bank)
+    assert bank.shape == (5, 1 + (64 // 8) ** 2, 64)  # clip-vit-tiny: 64 px, patch 8, 64-d
+    clip = create_model("clip-vit-tiny", pretrained=tiny_clip).eval()
+    image = Image.open(orp_bank.parent / "images" / "0.png").convert("RGB")
+    from vlzoo.core import get_transforms
+
+    with torch.no_grad():
+        pooled = clip.encode_image(get_transforms(clip, train=False)(image)[None], normalize=False)
+    assert torch.allclose(bank[0, 0], pooled[0], atol=1e-5)
+
+
+def test_pseudo_visual_memory_has_the_official_shape_and_content(tiny_clip: Path):
+    model = _pretrain(tiny_clip)
+    assert model.prompts(["Caf\u00e9 24h!"]) == ["a photo of a 'cafe24h'"]  # the label normalized (36 chars)
+    memory = model.pseudo_visual_memory(["open", "Exit"])
+    assert memory.shape == (2, 1 + 32, 64)  # EOT embedding + every one of the 32 context tokens
+    clip, tokenizer = model.clip()
+    ids = tokenizer(["a photo of a 'open'", "a photo of a 'exit'"])
+    with torch.no_grad():
+        hidden = clip.text.transformer(input_ids=ids.input_ids).last_hidden_state  # after ln_final
+        eot = clip.encode_text(ids, normalize=False)  # the EOT state through the text projection
+    assert torch.allclose(memory[:, 1:], hidden, atol=1e-5)
+    assert torch.allclose(memory[:, 0], eot, atol=1e-5)
+    # encode_text: that EOT embedding, normalized, from labels or from the model's own token ids
+    unit = torch.nn.functional.normalize(eot, dim=-1)
+    assert torch.allclose(model.encode_text(["open", "Exit"]), unit, atol=1e-5)
+    assert torch.allclose(model.encode_text(model.config.tokenizer()(["open", "exit"])), unit, atol=1e-5)
+
+
+def test_no_gradient_reaches_clip_and_clip_is_not_part_of_the_model(tiny_clip: Path):
+    model = _pretrain(tiny_clip).train()
+    tok = CharTokenizer("0123456789abcdefghijklmnopqrstuvwxyz", 16)
+    labels = ["open", "taxi", "no5"]
+    out = model({"text": tok(labels), "captions": labels, "image": torch.zeros(3, 3, 32, 128)})
+    out["loss"].backward()
+    clip, _ = model.clip()
+    assert all(p.grad is None and not p.requires_grad for p in clip.parameters())
+    assert not model.pseudo_visual_memory(labels).requires_grad
+    assert not any(k.startswith(("clip", "_frozen")) for k in model.state_dict())
+    # the pretrain stage trains the decoder only: ViT and FMU are frozen and get no gradient
+    assert all(p.grad is not None for p in model.decoder.parameters())
+    assert all(
+        p.grad is None and not p.requires_grad for p in [*model.encoder.parameters(), *model.fmu.parameters()]
+    )
+
+
+def test_orp_changes_the_memory_by_its_scale_in_training_only(tiny_clip: Path, orp_bank: Path):
+    model = _pretrain(tiny_clip, orp_bank=str(orp_bank), orp_scale=0.1)
+    memory = model.pseudo_visual_memory(["open", "exit", "bank"])
+    bank = load_orp_bank(orp_bank)
+    model.eval()
+    assert torch.equal(model.perturb(memory), memory)
+    model.train()
+    noisy = model.perturb(memory, torch.Generator().manual_seed(3))
+    # the same draws as the model makes: 3 distinct bank images, 33 distinct token positions of them
+    gen = torch.Generator().manual_seed(3)
+    rows, cols = torch.randperm(5, generator=gen)[:3], torch.randperm(65, generator=gen)[:33]
+    assert torch.allclose(noisy - memory, 0.1 * bank[rows][:, cols], atol=1e-6)
+    assert len(set(rows.tolist())) == 3 and len(set(cols.tolist())) == 33
+    model.config.orp_scale = 0.3
+    again = model.perturb(memory, torch.Generator().manual_seed(3))
+    assert torch.allclose(again - memory, 3 * (noisy - memory), atol=1e-5)
+
+
+def test_stages_and_a_pretraining_checkpoint_loading_into_fine_tuning(tiny_clip: Path, tmp_path: Path):
+    pre = _pretrain(tiny_clip)
+    path = save(pre, tmp_path / "pre.safetensors")
+    fine = create_model("dptr-parseq-tiny", pretrained=path, stage="finetune")
+    assert fine.config.stage == "finetune"
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(pre.decoder.state_dict().values(), fine.decoder.state_dict().values())
+    )
+    assert all(p.requires_grad for p in fine.parameters())
+    frozen = create_model("dptr-parseq-tiny", pretrained=path, stage="finetune", freeze_decoder=True)
+    assert not any(p.requires_grad for p in frozen.decoder.parameters())
+    assert all(p.requires_grad for p in [*frozen.encoder.parameters(), *frozen.fmu.parameters()])
+    memory = fine.visual_memory(torch.randn(2, 3, 32, 128))
+    assert memory.shape == (2, 17, 64)  # FMU: max_length + 1 queries
+    with pytest.raises(ConfigError, match="stage must be one of"):
+        create_model("dptr-parseq-tiny", stage="both")
+
+
+def test_a_clip_of_another_width_is_refused(tiny_clip: Path):
+    model = _pretrain(tiny_clip, decoder={"embed_dim": 32})  # clip-vit-tiny's text is 64-d
+    with pytest.raises(ConfigError, match="must both equal the decoder's embed_dim 32"):
+        model.pseudo_visual_memory(["a"])
+
+
+@pytest.mark.slow
+def test_text_only_pretraining_reads_words_from_the_clip_memory(tiny_clip: Path):
+    """The decoder learns to read CLIP's text memory: 8 words, trained on text alone, read back (AR +
+    refinement) far above chance (a random decoder reads none)."""
+    words = ["open", "taxi", "exit", "hotel", "bank", "park", "no5", "24h"]
+    model = _pretrain(tiny_clip, decoder={"perm_num": 2})  # two orders: a third of the default's compute
+    tok = model.config.tokenizer()
+    model.eval()
+    assert sum(p == w for p, w in zip(model.recognize(labels=words), words)) == 0
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(150):
+        batch = [words[i] for i in torch.randint(len(words), (16,)).tolist()]
+        opt.zero_grad()
+        model({"text": tok(batch), "captions": batch, "image": torch.zeros(0)})["loss"].backward()
+        opt.step()
+    model.eval()
+    read = model.recognize(labels=words)
+    assert sum(p == w for p, w in zip(read, words)) >= 7, read
+
+
+def test_pretrained_decoder_loads_only_the_decoder_and_refuses_other_weights(tiny_clip: Path, tmp_path: Path):
+    from vlzoo.core import WeightsError
+
+    pre = _pretrain(tiny_clip)
+    path = save(pre, tmp_path / "pre.safetensors")
+    torch.manual_seed(5)
+    fine = create_model("dptr-parseq-tiny", stage="finetune", pretrained_decoder=str(path))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(pre.decoder.state_dict().values(), fine.decoder.state_dict().values())
+    )
+    assert not torch.equal(pre.fmu.queries, fine.fmu.queries)  # FMU and ViT start fresh
+    clip = save(create_model("clip-vit-tiny"), tmp_path / "clip.safetensors")
+    with pytest.raises(WeightsError, match=r"no 'decoder\.' weights"):
+        create_model("dptr-parseq-tiny", pretrained_decoder=str(clip))

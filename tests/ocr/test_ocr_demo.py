@@ -1,0 +1,117 @@
+"""The detection report and `vlzoo-ocr demo`, end to end on tiny sizes; DBNet learning on ocr-toyworld."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlzoo.ocr.cli import main
+from vlzoo.ocr.evaluation import GREEN, GREY, RED, draw_detections
+
+
+def test_the_figure_draws_predictions_green_misses_red_and_dont_care_grey():
+    image = np.zeros((60, 100, 3), np.uint8)
+    found = np.array([[5, 5], [30, 5], [30, 20], [5, 20]], np.float32)
+    missed = np.array([[50, 5], [90, 5], [90, 20], [50, 20]], np.float32)
+    dont_care = np.array([[5, 35], [40, 35], [40, 55], [5, 55]], np.float32)
+    out = draw_detections(image, [found], [(found, "hit"), (missed, "miss"), (dont_care, "###")])
+    assert tuple(out[5, 15]) == GREEN and tuple(out[5, 70]) == RED and tuple(out[35, 20]) == GREY
+    assert tuple(out[12, 15]) == (0, 0, 0)  # outlines only
+
+
+def _auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Area under the ROC curve by ranks (Mann-Whitney U): 0.5 for any constant or random score."""
+    ranks = torch.empty_like(scores)
+    ranks[scores.argsort()] = torch.arange(1, len(scores) + 1, dtype=scores.dtype)
+    pos = labels.bool()
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@pytest.mark.slow
+def test_dbnet_trained_from_scratch_finds_the_text_pixels_and_reports(toyworld: Path, tmp_path: Path):
+    """A short CPU run: the probability map ranks text pixels far above background (pixel AUROC; a
+    constant map, the trivial detector's, scores 0.5). Box-level hmean needs a longer run from scratch
+    (benchmarks/ocr_odm_transfer.py: ODM pre-training is what makes short fine-tunes detect words)."""
+    from vlzoo.core.weights import save
+    from vlzoo.ocr.data import DetectionCollator, DetectionDataset, read_detection_records
+    from vlzoo.ocr.training import fit
+
+    torch.set_num_threads(1)
+    model = fit("dbnet-tiny", toyworld, steps=80, batch_size=8, lr=3e-3, model_overrides={"image_size": 96})
+    test = DetectionDataset(read_detection_records(toyworld, "test"), 96, train=False, targets=("db",))
+    batch = DetectionCollator(model.config.mean, model.config.std)([test[i] for i in range(len(test))])
+    with torch.no_grad():
+        prob = model.eval()({"image": batch["image"]})["prob_map"]
+    care = batch["prob_mask"].bool()
+    assert _auroc(prob[care], batch["prob_map"][care]) > 0.8
+    assert (
+        _auroc(torch.full_like(prob[care], 0.5) + 1e-7 * torch.rand(int(care.sum())), batch["prob_map"][care])
+        < 0.6
+    )
+
+    weights = save(model, tmp_path / "dbnet.safetensors", name="dbnet-tiny")
+    out = tmp_path / "report"
+    args = [
+        "eval",
+        "detection",
+        "--model",
+        "dbnet-tiny",
+        "--pretrained",
+        str(weights),
+        "--data",
+        str(toyworld),
+    ]
+    assert main([*args, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 16 and 0 <= metrics["hmean"] <= 1
+    assert (
+        metrics["whole_image_detector"]["hmean"] < 0.05
+    )  # one box over a scene never has IoU > 0.5 with a word
+    assert Image.open(out / "detections.png").size[0] > 300
+
+
+@pytest.mark.slow
+def test_the_demo_pretrains_odm_fine_tunes_dbnet_and_writes_the_report(tmp_path: Path):
+    code = main(
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--n-train",
+            "16",
+            "--pretrain-steps",
+            "3",
+            "--finetune-steps",
+            "3",
+            "--parts",
+            "detection",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert summary["pretrain"]["steps"] == 3 and summary["finetune"]["steps"] == 3
+    assert summary["detection"]["hmean"] == metrics["hmean"]
+    assert metrics["images"] == 48
+    for figure in ("detections.png", "odm_glyphs.png"):
+        assert Image.open(tmp_path / "report" / figure).format == "PNG"
+    # the fine-tuned DBNet started from the pre-trained ODM backbone and moved away from it
+    from vlzoo.core.weights import load_state_dict
+
+    odm = load_state_dict(tmp_path / "odm-tiny" / "model.safetensors")
+    dbnet = load_state_dict(tmp_path / "dbnet-tiny" / "model.safetensors")
+    key = "stem.conv1.conv.weight"
+    assert not torch.equal(odm[f"image_encoder.net.{key}"], dbnet[f"backbone.net.{key}"])
+    assert torch.allclose(odm[f"image_encoder.net.{key}"], dbnet[f"backbone.net.{key}"], atol=0.05)
+
+
+def test_the_demo_refuses_an_unknown_part_before_running(tmp_path: Path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--parts", "detection,spotting"]) == 2
+    assert "unknown part(s) ['spotting']" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
