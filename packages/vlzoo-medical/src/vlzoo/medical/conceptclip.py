@@ -35,13 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -62,7 +57,7 @@ from vlzoo.core.towers import (
     build_tokenizer,
     register_hf_config,
 )
-from vlzoo.core.weights import cache_dir
+from vlzoo.core.weights import local_bert_dir
 
 __all__ = [
     "ConceptAlignLoss",
@@ -500,42 +495,16 @@ _TINY_LINES = (
 _TINY_WORDS = [word for line in _TINY_LINES for word in line.split()]
 
 
-def _tiny_vocab() -> list[str]:
-    chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    punct = list(".,;:!?'\"()[]{}-+/%&*=<>#_~^|@$\\`")
-    words = [w for w in dict.fromkeys(_TINY_WORDS) if w not in chars]
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *punct, *chars, *[f"##{c}" for c in chars], *words]
-
-
 def tiny_medical_bert_dir() -> str:
-    """A local directory with a tiny BERT config and its fast WordPiece tokenizer (random weights).
-
-    Written once under `$VLZOO_HOME/hf/` (the name holds a hash of the contents, so a changed vocabulary is
-    a new directory), atomically, so that parallel workers never read half a directory.
-    """
-    from transformers import BertConfig, BertTokenizerFast
-
-    vocab = _tiny_vocab()
+    """A local folder with a tiny BERT config and its fast WordPiece tokenizer (random weights), its
+    vocabulary holding the reports' words (`vlzoo.core.weights.local_bert_dir`)."""
     config = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}
-    config.update(max_position_embeddings=64, vocab_size=len(vocab))
-    digest = hashlib.sha256(("\n".join(vocab) + repr(sorted(config.items()))).encode()).hexdigest()[:12]
-    target = cache_dir() / "hf" / f"tiny-medical-bert-{digest}"
-    if (target / "config.json").is_file():
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-{uuid.uuid4().hex[:6]}-", dir=target.parent))
-    try:
-        (staging / "vocab.txt").write_text("\n".join(vocab) + "\n")
-        # Read back from vocab.txt (the one constructor argument every transformers version agrees on).
-        BertTokenizerFast.from_pretrained(staging, do_lower_case=True).save_pretrained(staging)
-        BertConfig(**config).save_pretrained(staging)
-        os.replace(staging, target)
-    except OSError:
-        if not (target / "config.json").is_file():  # not another process winning the race: a real error
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return str(target)
+    return local_bert_dir(
+        "tiny-medical-bert",
+        _TINY_WORDS,
+        {**config, "max_position_embeddings": 64},
+        punctuation=".,;:!?'\"()[]{}-+/%&*=<>#_~^|@$\\`",
+    )
 
 
 # ------------------------------------------------------------------------------------------ registry

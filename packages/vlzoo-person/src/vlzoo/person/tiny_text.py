@@ -8,14 +8,7 @@ the toy worlds' captions stay short).
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
-import uuid
-from pathlib import Path
-
-from vlzoo.core.weights import cache_dir
+from vlzoo.core.weights import local_bert_dir
 
 __all__ = ["TINY_BERT_CONFIG", "tiny_bert_dir"]
 
@@ -29,9 +22,6 @@ smiling smile smiles neutral expression mouth open closed glasses eyeglasses spe
 bearded mustache moustache shaved clean earrings pale skin dark light tanned slightly big small
 """
 
-# Special tokens in BERT's order of ids 0-4 here (BERT's own vocab puts them elsewhere: only names matter).
-_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
 TINY_BERT_CONFIG = {
     "hidden_size": 64,
     "num_hidden_layers": 2,
@@ -40,35 +30,11 @@ TINY_BERT_CONFIG = {
 }
 
 
-def _vocab() -> list[str]:
-    chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    punct = list(".,;:!?'\"()-/&")
-    words = [w for w in dict.fromkeys(_WORDS.split()) if w not in chars]
-    return [*_SPECIALS, *punct, *chars, *[f"##{c}" for c in chars], *words]
-
-
 def tiny_bert_dir(max_positions: int = 128) -> str:
-    """A local directory with a tiny BERT config and its WordPiece tokenizer, written once under
-    `$VLZOO_HOME/hf/` (the name hashes the contents) through a staging folder renamed into place, so that
-    parallel workers never read half a directory."""
-    from transformers import BertConfig, BertTokenizerFast
-
-    vocab = _vocab()
-    config = {**TINY_BERT_CONFIG, "max_position_embeddings": max_positions, "vocab_size": len(vocab)}
-    digest = hashlib.sha256(("\n".join(vocab) + repr(sorted(config.items()))).encode()).hexdigest()[:12]
-    target = cache_dir() / "hf" / f"tiny-person-bert-{digest}"
-    if (target / "config.json").is_file():
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-{uuid.uuid4().hex[:6]}-", dir=target.parent))
-    try:
-        (staging / "vocab.txt").write_text("\n".join(vocab) + "\n")
-        BertTokenizerFast.from_pretrained(staging, do_lower_case=True).save_pretrained(staging)
-        BertConfig(**config).save_pretrained(staging)
-        os.replace(staging, target)
-    except OSError:
-        if not (target / "config.json").is_file():  # not another process winning the race: a real error
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return str(target)
+    """A local folder with a tiny BERT config and its WordPiece tokenizer (`vlzoo.core.weights.local_bert_dir`)."""
+    return local_bert_dir(
+        "tiny-person-bert",
+        _WORDS.split(),
+        {**TINY_BERT_CONFIG, "max_position_embeddings": max_positions},
+        punctuation=".,;:!?'\"()-/&",
+    )

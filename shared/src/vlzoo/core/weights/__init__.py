@@ -23,6 +23,7 @@ from vlzoo.core.weights.convert import (
 )
 from vlzoo.core.weights.hub import cache_dir, cache_path, download, is_offline
 from vlzoo.core.weights.io import load_state_dict, read_metadata, save_state_dict
+from vlzoo.core.weights.local import local_bert_dir
 from vlzoo.core.weights.spec import WeightSpec
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "load_checked",
     "load_state_dict",
     "load_weights",
+    "local_bert_dir",
     "model_label",
     "read_metadata",
     "register_converter",
