@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -102,3 +104,13 @@ def test_keypoints_json_errors_name_file_and_entry(tmp_path):
     path.write_text('{"frames": [{"frame": 0, "keypoints_2d": [[0, 0]]}]}')
     with pytest.raises(DataError, match=r"kp.json frame entry 0: keypoints_2d must be 21×2"):
         read_keypoints_json(path)
+
+
+def test_discovering_the_models_loads_no_pybullet():
+    # `vlzoo list` imports every domain's models; pybullet would print its build time on each call
+    code = "import sys, vlzoo.core as vz; vz.list_models(); print('pybullet' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.strip() == "False"
+    assert "pybullet" not in out.stderr

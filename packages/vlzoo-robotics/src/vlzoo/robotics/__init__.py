@@ -7,9 +7,7 @@
 """
 
 from vlzoo.robotics import models  # noqa: F401  (registers the models and data kinds)
-from vlzoo.robotics.augment import augment
 from vlzoo.robotics.camera import Camera
-from vlzoo.robotics.h2r import ClipResult, H2RConfig, H2RPipeline
 from vlzoo.robotics.keypoints import (
     GroundTruthKeypoints,
     HandKeypoints,
@@ -18,11 +16,35 @@ from vlzoo.robotics.keypoints import (
     MediaPipeHands,
     lift_to_3d,
 )
-from vlzoo.robotics.retarget import EMBODIMENTS, Embodiment, Robot, get_embodiment, register_embodiment
 from vlzoo.robotics.toyworld import render_clip, write_robot_toyworld
 from vlzoo.robotics.video import list_clips, read_video, write_video
 
 __version__ = "0.1.0"
+
+# The H2R pipeline loads pybullet (which prints its build time on import): imported when asked for, not
+# whenever the registry discovers this package (every `vlzoo list`). The `augment` command's function is
+# `vlzoo.robotics.augment.augment` (a package attribute of that name would be shadowed by the submodule).
+_LAZY = {
+    "ClipResult": "vlzoo.robotics.h2r",
+    "H2RConfig": "vlzoo.robotics.h2r",
+    "H2RPipeline": "vlzoo.robotics.h2r",
+    "EMBODIMENTS": "vlzoo.robotics.retarget",
+    "Embodiment": "vlzoo.robotics.retarget",
+    "Robot": "vlzoo.robotics.retarget",
+    "get_embodiment": "vlzoo.robotics.retarget",
+    "register_embodiment": "vlzoo.robotics.retarget",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value  # looked up once
+        return value
+    raise AttributeError(f"module 'vlzoo.robotics' has no attribute {name!r}")
+
 
 __all__ = [
     "EMBODIMENTS",
@@ -37,7 +59,6 @@ __all__ = [
     "JsonKeypoints",
     "MediaPipeHands",
     "Robot",
-    "augment",
     "get_embodiment",
     "lift_to_3d",
     "list_clips",

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pybullet as pb
 
 from vlzoo.core.errors import ConfigError
 from vlzoo.robotics.camera import Camera, look_at
@@ -219,6 +218,11 @@ class _Scene:
     """A pybullet DIRECT world holding the table, the blocks and the hand's capsules."""
 
     def __init__(self, colours: list[str], block_xyz: list[np.ndarray]):
+        # imported here: registering the generated dataset (every `vlzoo list`) must not load pybullet,
+        # which also prints its build time on import
+        import pybullet as pb
+
+        self.pb = pb
         self.client = pb.connect(pb.DIRECT)
         c = self.client
         table = pb.createVisualShape(
@@ -241,6 +245,7 @@ class _Scene:
     def pose_hand(self, world_pts: np.ndarray) -> None:
         """Capsules between keypoints: pybullet capsules lie along their z axis, so each is turned onto its
         bone and (a capsule's length being fixed at creation) rebuilt when its bone length changes."""
+        pb = self.pb
         c = self.client
         for k, (a, b) in enumerate(self._bones):
             p, q = world_pts[a], world_pts[b]
@@ -261,16 +266,19 @@ class _Scene:
                                                   _quat_z_to(d), physicsClientId=c)  # fmt: skip
 
     def hide_hand(self) -> None:
+        pb = self.pb
         for body in self.hand_ids:
             pb.resetBasePositionAndOrientation(body, [0, 0, -5], [0, 0, 0, 1], physicsClientId=self.client)
 
     def move_block(self, i: int, xyz: np.ndarray) -> None:
+        pb = self.pb
         pb.resetBasePositionAndOrientation(
             self.blocks[i], xyz.tolist(), [0, 0, 0, 1], physicsClientId=self.client
         )
 
     def render(self, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
         """(RGB `[H, W, 3]` uint8, hand mask `[H, W]` bool)."""
+        pb = self.pb
         view, proj = camera.pybullet_matrices()
         _, _, rgba, _, seg = pb.getCameraImage(
             camera.width, camera.height, view, proj, renderer=pb.ER_TINY_RENDERER,
@@ -281,6 +289,7 @@ class _Scene:
         return rgb.copy(), np.isin(seg, self.hand_ids)
 
     def close(self) -> None:
+        pb = self.pb
         pb.disconnect(self.client)
 
 
