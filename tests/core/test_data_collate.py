@@ -199,3 +199,15 @@ def test_a_sample_without_a_caption_among_captioned_ones_is_a_counted_skip():
         [{"image": red, "id": "x", "label": 1}]
     )
     assert "text" not in labelled and labelled["skipped"] == []  # classification data has no captions at all
+
+
+def test_images_of_captions_follows_text_to_image_and_refuses_unpaired_counts():
+    from vlzoo.core.data import images_of_captions
+    from vlzoo.core.errors import DataError
+
+    images = torch.arange(3.0).view(3, 1)
+    several = {"image": images, "text": ["a", "b", "c", "d"], "text_to_image": torch.tensor([0, 0, 2, 1])}
+    assert images_of_captions(several).flatten().tolist() == [0.0, 0.0, 2.0, 1.0]
+    assert images_of_captions({"image": images, "text": ["a", "b", "c"]}) is images
+    with pytest.raises(DataError, match="itm_scores pairs captions with images: got 2 captions for 3"):
+        images_of_captions({"image": images, "text": ["a", "b"]}, "itm_scores")

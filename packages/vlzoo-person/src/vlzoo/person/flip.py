@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlzoo.core import register_model
+from vlzoo.core.data import images_of_captions
 from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.losses import ClipLoss
 from vlzoo.core.towers import (
@@ -230,16 +231,8 @@ class FLIP(nn.Module):
     def itm_scores(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Match probability of each caption of `batch` with its image: `[T]`, caption `j` paired with image
         `batch["text_to_image"][j]` when given, else with image `j`."""
-        images, text = batch["image"], batch["text"]
-        owners = batch.get("text_to_image")
-        if owners is not None:
-            images = images[owners.to(images.device)]
-        if len(images) != len(text):
-            raise DataError(
-                f"itm_scores pairs captions with images: got {len(text)} captions for {len(images)} images "
-                "and no 'text_to_image' saying which image each caption belongs to"
-            )
-        return self.itm_logits(images, text).softmax(-1)[:, 1]
+        images = images_of_captions(batch, "itm_scores")
+        return self.itm_logits(images, batch["text"]).softmax(-1)[:, 1]
 
     # ---------------------------------------------------------------------------------- pretraining
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:

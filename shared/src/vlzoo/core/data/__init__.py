@@ -8,7 +8,7 @@ Unreadable samples never raise: sources return skip markers, `ImageTextCollator`
 `batch["skipped"]`, and `SkipCounter` turns too many of them into a `DataError` naming example files.
 """
 
-from vlzoo.core.data.collate import ImageTextCollator, SkipCounter, flatten_captions
+from vlzoo.core.data.collate import ImageTextCollator, SkipCounter, flatten_captions, images_of_captions
 from vlzoo.core.data.karpathy import write_karpathy_json
 from vlzoo.core.data.kinds import (
     DataKind,
@@ -96,6 +96,7 @@ __all__ = [
     "get_data_kind",
     "get_generated_dataset",
     "image_transform",
+    "images_of_captions",
     "infer_data_kind",
     "is_skipped",
     "load_record",

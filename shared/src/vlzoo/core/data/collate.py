@@ -202,3 +202,18 @@ class SkipCounter:
     def reset(self) -> None:
         self.seen = self.skipped = 0
         self.examples = []
+
+
+def images_of_captions(batch: Mapping[str, Any], user: str = "this") -> torch.Tensor:
+    """The image of each caption of a collated batch: `batch["image"]` indexed by `batch["text_to_image"]`
+    when the batch has several captions per image, else the images themselves (caption `j` with image `j`).
+    `user` names the caller in the error raised when captions and images can't be paired."""
+    images, owners = batch["image"], batch.get("text_to_image")
+    if owners is not None:
+        images = images[owners.to(images.device)]
+    if len(images) != len(batch["text"]):
+        raise DataError(
+            f"{user} pairs captions with images: got {len(batch['text'])} captions for {len(images)} images "
+            "and no 'text_to_image' saying which image each caption belongs to"
+        )
+    return images
