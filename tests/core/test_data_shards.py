@@ -170,3 +170,73 @@ def test_unreadable_source_samples_are_left_out_with_a_warning(tmp_path):
 def test_bad_pattern_is_refused(tmp_path):
     with pytest.raises(DataError, match="printf field"):
         write_shards(ToyWorld("val", 2, 32), tmp_path / "no-field.tar")
+
+
+CASES = [(m, "png", "PNG") for m in ("RGB", "RGBA", "P", "L")] + [
+    ("RGB", "jpg", "PNG"),  # mislabeled
+    ("P", "jpg", "PNG"),
+    ("RGB", "jpg", "JPEG"),
+    ("L", "jpg", "JPEG"),
+]
+
+
+@pytest.mark.parametrize(("mode", "ext", "fmt"), CASES, ids=str)
+def test_shard_images_decode_as_decode_image_decodes_them(mode, ext, fmt):
+    """The shard reader opens an image as its extension's format, without decode_image's RGB copy; a
+    mislabeled file (PNG bytes named .jpg) still decodes, through PIL's probing."""
+    from PIL import Image
+
+    from vlzoo.core.data import decode_image
+    from vlzoo.core.data.shards import decode_member
+
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    image = Image.fromarray(pixels if mode == "RGBA" else pixels[..., :3]).convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    got = decode_member(buf.getvalue(), ext, f"x.{ext}")
+    want = decode_image(buf.getvalue(), f"x.{ext}")
+    assert got.mode == "RGB" and np.array_equal(np.asarray(got), np.asarray(want))
+    if fmt == "PNG":  # lossless: the pixels of the image that was saved
+        assert np.array_equal(np.asarray(got), np.asarray(image.convert("RGB")))
+
+
+def _smooth_jpeg(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], -1)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_jpeg_draft_decodes_at_the_smallest_scale_that_keeps_the_size():
+    from PIL import Image
+
+    from vlzoo.core.data.shards import decode_member
+
+    data = _smooth_jpeg(256, 200)
+    assert decode_member(data, "jpg", "x.jpg").size == (256, 200)
+    assert decode_member(data, "jpg", "x.jpg", jpeg_draft=(50, 64)).size == (64, 50)  # 1/4
+    assert decode_member(data, "jpg", "x.jpg", jpeg_draft=(60, 64)).size == (128, 100)  # 1/3 → 1/2
+    assert decode_member(data, "jpg", "x.jpg", jpeg_draft=(201, 10)).size == (256, 200)  # never smaller
+    drafted = np.asarray(decode_member(data, "jpg", "x.jpg", jpeg_draft=(50, 64)), dtype=float)
+    full = decode_member(data, "jpg", "x.jpg").resize((64, 50), Image.Resampling.BOX)
+    assert np.abs(drafted - np.asarray(full, dtype=float)).mean() < 2.0  # a downscale, in the DCT domain
+    png = io.BytesIO()
+    Image.new("RGB", (256, 200)).save(png, format="PNG")
+    assert decode_member(png.getvalue(), "png", "x.png", jpeg_draft=(50, 64)).size == (256, 200)
+
+
+def test_shard_source_drafts_jpegs_when_asked(tmp_path):
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(_smooth_jpeg(128, 128))
+    (tmp_path / "pairs.csv").write_text(
+        "filepath,title\n" + "".join(f"{i}.jpg,image {i}\n" for i in range(3))
+    )
+    paths = write_shards(CsvPairs(tmp_path / "pairs.csv"), tmp_path / "s-%d.tar")
+    assert [s["image"].size for s in _all(ShardSource(paths, shuffle_buffer=0))] == [(128, 128)] * 3
+    drafted = _all(ShardSource(paths, shuffle_buffer=0, jpeg_draft=32, cache_decoded=3))
+    assert [s["image"].size for s in drafted] == [(32, 32)] * 3
+    with pytest.raises(DataError, match="jpeg_draft"):
+        ShardSource(paths, jpeg_draft=0)

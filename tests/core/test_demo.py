@@ -27,6 +27,7 @@ def test_a_small_demo_reports_on_the_whole_test_split(tmp_path):
         TOYWORLD_DEMO.resized(epochs=1, num_workers=0),
         batch_size=16,
         generate={**TOYWORLD_DEMO.generate, "n_train": 64, "n_val": 8, "n_test": 24},
+        reference="plain batches: R@1 1.0%",
     )
     result = run_demo(spec, tmp_path)
     assert (result.metrics["images"], result.metrics["captions"], result.metrics["skipped"]) == (24, 120, 0)
@@ -35,6 +36,7 @@ def test_a_small_demo_reports_on_the_whole_test_split(tmp_path):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["test"]["text_to_image_R@1"] == pytest.approx(result.metrics["text_to_image_R@1"])
     assert saved["baselines"] == pytest.approx(result.baselines)
+    assert saved["reference"] == "plain batches: R@1 1.0%"  # the comparison the spec states beside its result
     assert result.weights.is_file() and (tmp_path / "run" / "metrics.csv").is_file()
 
 
@@ -56,7 +58,10 @@ def test_demo_beats_chance_and_colours_and_writes_its_report(tmp_path):
     assert pairs["pairs"] == TOYWORLD_DEMO.generate["n_test"] // 2
     assert saved["pair_scores_chance"]["group_score"] == pytest.approx(100 / 6)
     assert pairs["group_score"] <= min(pairs["text_score"], pairs["image_score"])
-    assert pairs["group_score"] > saved["pair_scores_chance"]["group_score"]
+    # hard-negative batches and max-pooled patches: far past chance and past the class-token model's plain
+    # batches (R@1 49 %, group 36 % before); benchmarks/hard_negatives.py measured 64.2 % and 49 %
+    assert pairs["group_score"] >= 2.5 * saved["pair_scores_chance"]["group_score"], pairs
+    assert r1 >= 57.0, result.metrics
     for plot in ("recall_curves.png", "similarity_heatmap.png", "query_grid.png"):
         with Image.open(out / plot) as image:
             assert image.size[0] > 100 and image.size[1] > 100

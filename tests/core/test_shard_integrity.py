@@ -295,7 +295,7 @@ def test_shards_command_reads_jsonl_with_its_own_keys_and_resumes(tmp_path, caps
     assert "kept 1 complete shards of an earlier run" in capsys.readouterr().out
 
 
-def test_index_names_no_member_a_reader_would_take_for_a_sample(shard):
+def test_index_names_no_member_a_reader_would_take_for_a_sample(shard, toy_json):
     with tarfile.open(shard) as tar:
         first = tar.getmembers()[0]
         index = json.load(io.BytesIO(tar.extractfile(first).read()))
@@ -305,4 +305,7 @@ def test_index_names_no_member_a_reader_would_take_for_a_sample(shard):
         "000000000",
         shard.stat().st_size,
     )
-    assert index["fields"] == ["caption", "id", "image", "pair", "scene", "split"]
+    # the image, its caption, its id and the per-image keys of toyworld's JSON (pair, scene, split, ...)
+    extra = set(KarpathySplits(toy_json, "train").records[0].extra)
+    assert {"pair", "scene", "split"} <= extra
+    assert index["fields"] == sorted({"caption", "id", "image"} | extra)

@@ -201,3 +201,72 @@ def test_forward_on_a_batch_returns_the_configured_loss():
         assert torch.allclose(out["loss"], expected)
     with pytest.raises(vz.ConfigError, match="unknown loss 'nope'"):
         vz.create_model("clip-vit-tiny", loss="nope")
+
+
+# --------------------------------------------------------------------------- (height, width) image sizes
+
+
+def test_a_vit_tower_built_for_height_by_width_encodes_such_images():
+    cfg = VisionTowerConfig(timm_model="vit_base_patch16_224", timm_kwargs=TINY_VIT, image_size=(256, 128))
+    tower = VisionTower(cfg, embed_dim=16).eval()
+    pooled, tokens = tower(torch.randn(2, 3, 256, 128), output_tokens=True)
+    assert pooled.shape == (2, 16)
+    assert tokens.shape == (2, (256 // 8) * (128 // 8), 16)  # a 32 × 16 patch grid, not a square's
+    assert tower.trunk.pos_embed.shape[1] == 1 + 32 * 16
+    # a square batch, or the size transposed, is named as the wrong size before timm sees it
+    for bad in ((2, 3, 256, 256), (2, 3, 128, 256)):
+        with pytest.raises(DataError, match=rf"built for 256×128 .*got {bad[2]}×{bad[3]}"):
+            tower(torch.randn(*bad))
+
+
+def test_a_cnn_tower_takes_a_height_by_width_size_and_any_other():
+    cfg = VisionTowerConfig(timm_model="resnet18", image_size=(64, 32))
+    tower = VisionTower(cfg, embed_dim=8).eval()
+    assert tower.fixed_hw is None
+    assert tower(torch.randn(1, 3, 64, 32)).shape == tower(torch.randn(1, 3, 96, 96)).shape == (1, 8)
+
+
+@pytest.mark.parametrize("bad", [(0, 128), (256,), (256, 128, 3), "256x128", 12.5, (256.0, 128)])
+def test_a_bad_image_size_is_a_config_error(bad):
+    from vlzoo.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="image_size must be a positive int or"):
+        VisionTower(VisionTowerConfig(timm_model="resnet18", image_size=bad), embed_dim=8)
+
+
+def test_the_transforms_of_a_height_by_width_tower_keep_the_aspect():
+    import numpy as np
+    from PIL import Image
+
+    from vlzoo.core.data import build_transform
+
+    cfg = VisionTowerConfig(image_size=(256, 128), mean=(0.0,) * 3, std=(1.0,) * 3)
+    pixels = np.zeros((100, 100, 3), np.uint8)
+    pixels[40:60, 45:55] = 255  # a 20 × 10 (height × width) block in the middle of a square image
+    out = build_transform(cfg, train=False)(Image.fromarray(pixels))
+    assert out.shape == (3, 256, 128)
+    rows, cols = np.nonzero(out[0].numpy() > 0.5)
+    # covered (×2.56, 256 × 256) then center cropped: the block is 51 × 26, still twice as tall as wide
+    assert abs(np.ptp(rows) + 1 - 51) <= 2 and abs(np.ptp(cols) + 1 - 26) <= 2
+    assert abs(rows.mean() - 127.5) < 1.5 and abs(cols.mean() - 63.5) < 1.5
+    train = build_transform(cfg, train=True)(Image.fromarray(pixels))
+    assert train.shape == (3, 256, 128)
+    album = build_transform(cfg, train=False, albumentations=[{"type": "HorizontalFlip", "p": 1.0}])
+    flipped = album(Image.fromarray(pixels))
+    assert flipped.shape == (3, 256, 128)
+    rows, cols = np.nonzero(flipped[0].numpy() > 0.5)
+    assert abs(np.ptp(rows) + 1 - 51) <= 2 and abs(np.ptp(cols) + 1 - 26) <= 2
+
+
+def test_a_registered_square_model_is_overridden_to_height_by_width_and_back():
+    from vlzoo.core.errors import ConfigError
+
+    # JSON and YAML give a list; the field is declared `int | tuple[int, int]`, so both forms are taken
+    net = vz.create_model("clip-vit-tiny", vision={"image_size": [64, 32]}, text={"layers": 1}).eval()
+    assert net.config.vision.image_size == (64, 32)
+    with torch.no_grad():
+        assert net.encode_image(torch.randn(2, 3, 64, 32)).shape == (2, 64)
+    back = vz.get_model_config("clip-vit-tiny", vision={"image_size": (64, 32)})
+    assert vz.apply_overrides(back, {"vision": {"image_size": 48}}).vision.image_size == 48
+    with pytest.raises(ConfigError, match=r"'clip-vit-tiny\.vision\.image_size' expects int, got str"):
+        vz.get_model_config("clip-vit-tiny", vision={"image_size": "64x32"})

@@ -12,6 +12,8 @@ import copy
 import dataclasses
 import difflib
 import fnmatch
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,9 +152,31 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any], where: str = "config
         if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
             value = apply_overrides(current, value, where=path)
         else:
-            value = _coerce(value, current, path)
+            value = _coerce_declared(cfg, key, value, current, path)
         changes[key] = value
     return dataclasses.replace(cfg, **changes)
+
+
+def _coerce_declared(cfg: Any, key: str, value: Any, current: Any, path: str) -> Any:
+    """`_coerce` against the field's current value; a field declared as a union (`image_size: int |
+    tuple[int, int]`) also takes a value of its other members (a list becomes a tuple)."""
+    try:
+        return _coerce(value, current, path)
+    except ConfigError as err:
+        mismatch = err
+    try:
+        hint = typing.get_type_hints(type(cfg)).get(key)
+    except (NameError, TypeError):  # an annotation that does not resolve: only the current type counts
+        raise mismatch from None
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        raise mismatch
+    for member in typing.get_args(hint):
+        base = typing.get_origin(member) or member
+        if base is tuple and isinstance(value, list | tuple):
+            return tuple(value)
+        if isinstance(base, type) and isinstance(value, base) and not isinstance(value, bool):
+            return value
+    raise mismatch
 
 
 def _coerce(value: Any, current: Any, path: str) -> Any:

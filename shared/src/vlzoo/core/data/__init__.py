@@ -8,6 +8,7 @@ Unreadable samples never raise: sources return skip markers, `ImageTextCollator`
 `batch["skipped"]`, and `SkipCounter` turns too many of them into a `DataError` naming example files.
 """
 
+from vlzoo.core.data.cache import DecodedImageCache
 from vlzoo.core.data.collate import ImageTextCollator, SkipCounter, flatten_captions, images_of_captions
 from vlzoo.core.data.karpathy import write_karpathy_json
 from vlzoo.core.data.kinds import (
@@ -69,6 +70,7 @@ __all__ = [
     "CaptionMode",
     "CsvPairs",
     "DataKind",
+    "DecodedImageCache",
     "GeneratedDataset",
     "GroupedBatchSampler",
     "ImageDecoder",

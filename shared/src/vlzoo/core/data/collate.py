@@ -46,6 +46,8 @@ class ImageTextCollator:
       evaluation. The raw strings of the tokenized rows are in `batch["captions"]`.
     - Random picks come from a generator seeded with `seed` and, in a DataLoader worker, with the worker's
       seed, so that workers don't repeat each other's choices and runs with `torch.manual_seed` repeat.
+    - `"negative_texts"` (a sample's hard-negative captions, for NegCLIP's loss): in training one per sample,
+      picked as its caption is, tokenized as `batch["negative_text"]`.
     - Other keys: ints/bools → LongTensor, floats → FloatTensor, same-shape tensors → stacked, the rest
       (ids, strings, lists) stay lists. Keys starting with `__` (shard bookkeeping) are dropped.
     - Skip markers are dropped and listed as `(path, reason)` in `batch["skipped"]`. A batch whose samples
@@ -91,7 +93,10 @@ class ImageTextCollator:
                 batch["text"] = self.tokenizer(texts)
             if text_to_image is not None:
                 batch["text_to_image"] = text_to_image
-        consumed = {"image", "id", "path", self.text_key, "texts"}
+        negatives = self._negative_texts(kept)
+        if negatives is not None and self.tokenizer is not None:
+            batch["negative_text"] = self.tokenizer(negatives)
+        consumed = {"image", "id", "path", self.text_key, "texts", "negative_texts"}
         for key in kept[0]:
             if key not in consumed and not key.startswith("__") and all(key in s for s in kept):
                 batch[key] = _collate_values([s[key] for s in kept])
@@ -139,6 +144,17 @@ class ImageTextCollator:
             return [t[0] for t in per_image], None
         gen = self._rng()
         return [t[int(torch.randint(len(t), (), generator=gen))] for t in per_image], None
+
+    def _negative_texts(self, kept: list[Sample]) -> list[str] | None:
+        """One hard-negative caption per sample (NegCLIP) from each sample's `"negative_texts"`, picked as its
+        caption is; training only (`captions` "random" or "first"), and only when every sample has some."""
+        if self.captions == "all" or not all(s.get("negative_texts") for s in kept):
+            return None
+        per_image = [s["negative_texts"] for s in kept]
+        if self.captions == "first":
+            return [t[0] for t in per_image]
+        gen = self._rng()
+        return [t[int(torch.randint(len(t), (), generator=gen))] for t in per_image]
 
     def _rng(self) -> torch.Generator:
         info = get_worker_info()

@@ -217,13 +217,21 @@ def _webdataset(path: str, split: str, captions: str, options: Mapping[str, Any]
         epoch_length=epoch_length,
         num_samples=epoch_length if train else None,
         seed=options.get("seed", 0),
+        cache_decoded=int(options.get("cache_decoded", 0)),
+        jpeg_draft=_size_or_none(options.get("jpeg_draft")),
     )
 
 
+def _size_or_none(value: Any) -> int | tuple[int, int] | None:
+    return tuple(value) if isinstance(value, list | tuple) else value  # YAML gives a list for (h, w)
+
+
+# decoded images kept per process (LRU) for small scene sets; PIL's JPEG draft size for large JPEGs
+SHARD_OPTIONS = ("cache_decoded", "jpeg_draft")
 IMAGE_ROOT = ("image_root",)  # image paths resolve against it instead of the index file's folder
 register_data_kind("csv", _csv(","), suffixes=(".csv",), options=IMAGE_ROOT)
 register_data_kind("tsv", _csv("\t"), suffixes=(".tsv",), options=IMAGE_ROOT)
 register_data_kind("jsonl", _jsonl, suffixes=(".jsonl",), options=IMAGE_ROOT)
 register_data_kind("karpathy", _karpathy, suffixes=(".json",), has_splits=True, options=IMAGE_ROOT)
-register_data_kind("webdataset", _webdataset)
+register_data_kind("webdataset", _webdataset, options=SHARD_OPTIONS)
 register_generated_dataset("toyworld", write_toyworld, "toyworld.json", kind="karpathy")

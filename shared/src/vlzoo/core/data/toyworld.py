@@ -9,7 +9,8 @@ relation ("a small red circle above a large blue square" / "... below ..."), so 
 - `ToyWorld(split, n, image_size, seed)`: the samples in memory (a map-style Dataset, random access: each
   pair of images is drawn from its own seed, so sample i doesn't need samples 0..i-1).
 - `write_toyworld(root, ...)`: the same samples as PNG files plus a Karpathy split JSON (read it with
-  `KarpathySplits`); each image entry also carries its `"scene"` record (shapes, colours, sizes, centres).
+  `KarpathySplits`); each image entry also carries its `"scene"` record (shapes, colours, sizes, centres),
+  its `"pair"` and its distractor's captions as `"negative_texts"` (hard negatives for `NegClipLoss`).
 - `write_toyworld_classes(root, ...)`: a classification view in `root/<class>/<image>` layout
   (`ImageFolderClasses`), for zero-shot prompts such as "a photo of a {}".
 
@@ -259,6 +260,17 @@ class ToyWorld(Dataset):
 
     def generate(self, index: int) -> tuple[np.ndarray, Scene, list[str]]:
         """Pixels, scene record and captions of image `index`."""
+        images, scenes, texts = self._pair(index)
+        k = index % 2
+        return images[k].copy(), scenes[k], list(texts[k])
+
+    def distractor_captions(self, index: int) -> list[str]:
+        """The captions of image `index`'s distractor (the other image of its pair): its hard negatives. The
+        last image of an odd `n` has no distractor in the split and gets none."""
+        texts = self._pair(index)[2]
+        return list(texts[1 - index % 2]) if index ^ 1 < self.n else []
+
+    def _pair(self, index: int) -> tuple[Any, Any, Any]:
         if not 0 <= index < self.n:
             raise IndexError(f"toyworld {self.split}: index {index} out of range(0, {self.n})")
         pair = index // 2
@@ -270,9 +282,7 @@ class ToyWorld(Dataset):
                 captions_for(second, rng, self.captions_per_image),
             )
             self._last_pair = (pair, images, (first, second), texts)
-        _, images, scenes, texts = self._last_pair
-        k = index % 2
-        return images[k].copy(), scenes[k], list(texts[k])
+        return self._last_pair[1:]
 
     def __getitem__(self, index: int) -> Sample:
         if index < 0:
@@ -284,6 +294,7 @@ class ToyWorld(Dataset):
             "id": f"{self.split}/{index // per:06d}",
             "scene": scene.to_dict(),
             "split": self.split,
+            "negative_texts": self.distractor_captions(index // per),
         }
         if self.captions == "all":
             sample["texts"] = texts
@@ -325,6 +336,8 @@ def write_toyworld(
                     "imgid": f"{split}/{i:06d}",
                     "pair": i // 2,  # an image and its distractor: a hard-negative group
                     "captions": texts,
+                    # the distractor's captions: hard negatives for NegCLIP's loss (`NegClipLoss`)
+                    "negative_texts": world.distractor_captions(i),
                     "scene": scene.to_dict(),
                 }
             )

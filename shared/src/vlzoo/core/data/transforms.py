@@ -12,7 +12,7 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import InterpolationMode
 
 from vlzoo.core.errors import ConfigError
-from vlzoo.core.towers.vision import VisionTowerConfig
+from vlzoo.core.towers.vision import VisionTowerConfig, image_hw
 
 _INTERPOLATIONS = {
     "bicubic": InterpolationMode.BICUBIC,
@@ -24,21 +24,24 @@ _INTERPOLATIONS = {
 def image_transform(
     cfg: VisionTowerConfig, train: bool, scale: tuple[float, float] = (0.9, 1.0)
 ) -> T.Compose:
-    """PIL image or uint8 tensor → normalized float tensor `[C, image_size, image_size]`.
+    """PIL image or uint8 tensor → normalized float tensor `[C, height, width]` (`cfg.image_size`).
 
-    Train: random resized crop (CLIP's mild (0.9, 1) scale range) and no flip, since captions name left and
-    right. Eval: resize the short side, center crop, as CLIP's evaluation does.
+    Train: random resized crop (CLIP's mild (0.9, 1) scale range, crops of about the output's aspect) and no
+    flip, since captions name left and right. Eval: resize until the image covers the output (the short side,
+    for a square), center crop, as CLIP's evaluation does. Never squashed: the aspect is kept.
     """
     if cfg.interpolation not in _INTERPOLATIONS:
         raise ConfigError(
             f"unknown interpolation {cfg.interpolation!r}; choose one of {sorted(_INTERPOLATIONS)}"
         )
     mode = _INTERPOLATIONS[cfg.interpolation]
-    size = cfg.image_size
+    height, width = image_hw(cfg.image_size)
+    aspect = width / height  # RandomResizedCrop's ratio is width / height; its default range is a square's
+    ratio = (0.75 * aspect, aspect / 0.75)
     geometry = (
-        [T.RandomResizedCrop(size, scale=scale, interpolation=mode, antialias=True)]
+        [T.RandomResizedCrop((height, width), scale=scale, ratio=ratio, interpolation=mode, antialias=True)]
         if train
-        else [T.Resize(size, interpolation=mode, antialias=True), T.CenterCrop(size)]
+        else _resize_and_crop((height, width), mode)
     )
     return T.Compose(
         [
@@ -48,6 +51,28 @@ def image_transform(
             T.Normalize(mean=list(cfg.mean), std=list(cfg.std)),
         ]
     )
+
+
+def _resize_and_crop(size: tuple[int, int], mode: InterpolationMode) -> list[Callable[[Any], Any]]:
+    """Resize (aspect kept) to cover `size` = (height, width), then center crop to it."""
+    if size[0] == size[1]:  # a square: the short side, as CLIP's evaluation (and torchvision) does it
+        return [T.Resize(size[0], interpolation=mode, antialias=True), T.CenterCrop(size)]
+    return [ResizeCover(size, mode), T.CenterCrop(size)]
+
+
+class ResizeCover(torch.nn.Module):
+    """Resize, aspect kept, to the smallest size that covers `(height, width)` (for a non-square output,
+    where resizing the short side alone would leave the long side short)."""
+
+    def __init__(self, size: tuple[int, int], mode: InterpolationMode = InterpolationMode.BICUBIC):
+        super().__init__()
+        self.size, self.mode = size, mode
+
+    def forward(self, image: Any) -> Any:
+        h, w = T.functional.get_size(image)
+        scale = max(self.size[0] / h, self.size[1] / w)
+        target = [max(self.size[0], round(h * scale)), max(self.size[1], round(w * scale))]
+        return T.functional.resize(image, target, interpolation=self.mode, antialias=True)
 
 
 # ------------------------------------------------------------------------------------- albumentations
@@ -118,7 +143,7 @@ def _walk(compose) -> list[Any]:
 
 
 class AlbumentationsTransform:
-    """PIL image or `[H, W, C]` array → albumentations → normalized float tensor `[C, size, size]`."""
+    """PIL image or `[H, W, C]` array → albumentations → normalized float tensor `[C, height, width]`."""
 
     def __init__(self, compose: Any, cfg: VisionTowerConfig):
         A = _import_albumentations()
@@ -129,10 +154,8 @@ class AlbumentationsTransform:
         self.normalizes = A.Normalize in names
         self.to_tensor = ToTensorV2 in names
         mode = _INTERPOLATIONS.get(cfg.interpolation, InterpolationMode.BICUBIC)
-        self.size = cfg.image_size
-        self.fit = T.Compose(
-            [T.Resize(cfg.image_size, interpolation=mode, antialias=True), T.CenterCrop(cfg.image_size)]
-        )
+        self.size = image_hw(cfg.image_size)
+        self.fit = T.Compose(_resize_and_crop(self.size, mode))
         self.normalize = T.Normalize(mean=list(cfg.mean), std=list(cfg.std))
 
     def __call__(self, image: Any) -> torch.Tensor:
@@ -142,7 +165,7 @@ class AlbumentationsTransform:
         out = self.compose(image=array)["image"]
         if not torch.is_tensor(out):
             out = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)
-        if out.shape[-2:] != (self.size, self.size):
+        if tuple(out.shape[-2:]) != self.size:
             out = self.fit(out)
         if self.normalizes:  # the pipeline's Normalize already scaled and centered the pixels
             return out.float()

@@ -31,6 +31,7 @@ from vlzoo.core.losses.contrastive import (
 )
 from vlzoo.core.losses.distill import DistillationLoss
 from vlzoo.core.losses.identity import CMPCLoss, CMPMLoss
+from vlzoo.core.losses.negatives import NegClipLoss
 from vlzoo.core.losses.siglip import SigLipLoss
 from vlzoo.core.losses.tokenwise import FilipLoss, late_interaction_similarity
 
@@ -45,6 +46,7 @@ __all__ = [
     "DistributedLossBase",
     "FilipLoss",
     "MultiPositiveClipLoss",
+    "NegClipLoss",
     "PairRows",
     "SigLipLoss",
     "build_loss",
@@ -95,6 +97,7 @@ for _name, _cls in (
     ("siglip", SigLipLoss),
     ("chunked_siglip", ChunkedSigLipLoss),
     ("multi_positive_clip", MultiPositiveClipLoss),
+    ("negclip", NegClipLoss),
     ("filip", FilipLoss),
     ("distill", DistillationLoss),
     ("cmpm", CMPMLoss),

@@ -95,7 +95,9 @@ class DualEncoderFaces:
         """The contrastive loss of `forward(images, text)`'s output; the bias goes to a loss that takes one."""
         loss = getattr(self, self.loss_attribute)
         extra = (out["logit_bias"],) if "logit_bias" in out and _takes_logit_bias(type(loss)) else ()
-        return loss(out["image_features"], out["text_features"], out["logit_scale"], *extra)
+        # hard-negative captions (NegCLIP's loss), when the batch brought them
+        negatives = {k: out[k] for k in ("negative_text_features",) if k in out}
+        return loss(out["image_features"], out["text_features"], out["logit_scale"], *extra, **negatives)
 
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
         self.image_tower().lock(unlocked_groups=unlocked_groups, freeze_bn_stats=freeze_bn_stats)
@@ -138,6 +140,8 @@ class DualEncoder(DualEncoderFaces, nn.Module):
 
     def forward_batch(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         out = self(batch["image"], batch["text"])
+        if "negative_text" in batch and _takes_negative_texts(type(self.loss)):
+            out["negative_text_features"] = self.encode_text(batch["negative_text"])
         out["loss"] = self.contrastive_loss_of(out)
         return out
 
@@ -149,6 +153,11 @@ class DualEncoder(DualEncoderFaces, nn.Module):
 @functools.cache
 def _takes_logit_bias(loss_class: type[nn.Module]) -> bool:
     return "logit_bias" in inspect.signature(loss_class.forward).parameters
+
+
+@functools.cache
+def _takes_negative_texts(loss_class: type[nn.Module]) -> bool:
+    return "negative_text_features" in inspect.signature(loss_class.forward).parameters
 
 
 def _maybe_normalize(out, normalize: bool):

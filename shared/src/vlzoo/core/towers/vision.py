@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +24,13 @@ class VisionTowerConfig:
 
     `head="timm"` keeps timm's own head with `num_classes=embed_dim` as the projection (CLIP's ResNets,
     whose attention pool ends in the joint space); the other heads sit on timm's pooled features.
+    `image_size` is a square's side or `(height, width)` (pedestrians: 384×128); ViTs and attention pools
+    are built for it, CNNs take any size.
     """
 
     timm_model: str = "vit_base_patch32_clip_224"
     timm_kwargs: dict[str, Any] = field(default_factory=dict)  # architecture changes passed to timm
-    image_size: int = 224
+    image_size: int | tuple[int, int] = 224
     in_chans: int = 3
     act_layer: str | None = None  # timm activation override, e.g. "quick_gelu" for OpenAI's ViT weights
     pool: str | None = (
@@ -39,6 +42,14 @@ class VisionTowerConfig:
     mean: tuple[float, ...] = OPENAI_CLIP_MEAN
     std: tuple[float, ...] = OPENAI_CLIP_STD
     interpolation: str = "bicubic"
+
+
+def image_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """`(height, width)` of an `image_size`: an int is a square's side, a pair is height × width."""
+    hw = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, Sequence) else ()
+    if len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw):
+        raise ConfigError(f"image_size must be a positive int or (height, width), got {size!r}")
+    return hw  # type: ignore[return-value]
 
 
 class VisionTower(nn.Module):
@@ -56,9 +67,10 @@ class VisionTower(nn.Module):
             kwargs["drop_path_rate"] = cfg.drop_path_rate
         kwargs.update(cfg.timm_kwargs)
         num_classes = embed_dim if cfg.head == "timm" else 0
+        self.image_hw = image_hw(cfg.image_size)
         self.trunk = _create_trunk(
             cfg.timm_model,
-            cfg.image_size,
+            self.image_hw,
             pretrained=loads_pretrained(cfg.timm_pretrained),
             num_classes=num_classes,
             in_chans=cfg.in_chans,
@@ -67,6 +79,7 @@ class VisionTower(nn.Module):
         width = embed_dim if cfg.head == "timm" else self.trunk.num_features
         self.head = build_head("none" if cfg.head == "timm" else cfg.head, width, embed_dim)
         self.output_dim = embed_dim if cfg.head != "none" else width
+        self.fixed_hw = _fixed_input_size(self.trunk)
 
     def check_images(self, images: torch.Tensor) -> None:
         if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != self.cfg.in_chans:
@@ -77,6 +90,12 @@ class VisionTower(nn.Module):
             )
         if not images.is_floating_point():
             raise DataError(f"images must be a floating point tensor (normalized pixels), got {images.dtype}")
+        if self.fixed_hw is not None and tuple(images.shape[-2:]) != self.fixed_hw:
+            raise DataError(
+                f"image tower {self.cfg.timm_model!r} is built for {self.fixed_hw[0]}×{self.fixed_hw[1]} "
+                f"(height × width) images, got {images.shape[-2]}×{images.shape[-1]}: resize them with the "
+                "model's transform, or set vision.image_size"
+            )
 
     def forward_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trunk features before pooling and the pooled vector: `(tokens [B, N, W], pooled [B, W])`."""
@@ -120,13 +139,24 @@ class VisionTower(nn.Module):
             timm.utils.freeze_batch_norm_2d(self.trunk)
 
 
-def _create_trunk(name: str, image_size: int, **kwargs: Any) -> nn.Module:
-    """timm model built for `image_size` where the architecture has a fixed input size (ViTs, attention pools).
+def _fixed_input_size(trunk: nn.Module) -> tuple[int, int] | None:
+    """The `(height, width)` a timm trunk insists on (a ViT's strict patch embedding), None if it takes any."""
+    patch_embed = getattr(trunk, "patch_embed", None)
+    if getattr(trunk, "dynamic_img_size", False) or not getattr(patch_embed, "strict_img_size", False):
+        return None
+    size = getattr(patch_embed, "img_size", None)
+    return tuple(size) if size is not None else None
 
+
+def _create_trunk(name: str, image_hw: tuple[int, int], **kwargs: Any) -> nn.Module:
+    """timm model built for `image_hw` where the architecture has a fixed input size (ViTs, attention pools).
+
+    A square is given to timm as an int (as its configs name it), anything else as `(height, width)`.
     CNNs with global pooling take any size and reject `img_size`; they are built without it.
     """
+    size = image_hw[0] if image_hw[0] == image_hw[1] else image_hw
     try:
-        return timm.create_model(name, img_size=image_size, **kwargs)
+        return timm.create_model(name, img_size=size, **kwargs)
     except TypeError as err:
         if "img_size" not in str(err):
             raise

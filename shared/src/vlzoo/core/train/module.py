@@ -5,6 +5,11 @@ The module knows nothing of a model's objectives: it calls `model(batch)`, minim
 (:mod:`vlzoo.core.models.contract`): `set_loss` for a recipe's `loss:`, `lock_*_tower`,
 `set_grad_checkpointing` (each refused with a `ConfigError` when the model lacks it), the step hook
 `on_train_step_end(step, total_steps)` and `retrieval_features(batch)` for validation and test retrieval.
+
+Validation and test are retrieval (image-text recall) unless the model measures itself: a model with
+`validation_metrics(batch) -> {name: scalar tensor}` (the batch's mean, e.g. a recognizer's word accuracy)
+gets those logged as `val/<name>` (`test/<name>`), averaged over the epoch weighted by batch size and
+across ranks, so a recipe can checkpoint on them (`ModelCheckpoint(monitor="val/accuracy", mode="max")`).
 """
 
 from __future__ import annotations
@@ -234,11 +239,33 @@ class ZooModule(L.LightningModule):
             owner = torch.arange(len(images), device=images.device)
         self._eval_outputs.append((images, texts, owner))
 
+    def _own_metrics_step(self, stage: str, batch: Mapping[str, Any]) -> bool:
+        """Log the model's own `validation_metrics(batch)` when it has them; False when it has none."""
+        measure = getattr(self.model, "validation_metrics", None)
+        if not callable(measure):
+            return False
+        size = len(batch["image"]) if "image" in batch else len(next(iter(batch.values())))
+        if size == 0:  # every sample of the batch was unreadable
+            return True
+        metrics = measure(batch)
+        bad = [k for k, v in metrics.items() if not (torch.is_tensor(v) and v.numel() == 1)]
+        if bad:
+            raise ConfigError(
+                f"{type(self.model).__name__}.validation_metrics returned non-scalar values for {bad}: it "
+                "returns {name: scalar tensor}, the batch's mean"
+            )
+        # Lightning's epoch reduction is the batch-size-weighted mean, synced over ranks.
+        values = {f"{stage}/{k}": v.detach().float().reshape(()) for k, v in metrics.items()}
+        self.log_dict(values, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        return True
+
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch)
+        if not self._own_metrics_step("val", batch):
+            self._eval_step(batch)
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch)
+        if not self._own_metrics_step("test", batch):
+            self._eval_step(batch)
 
     def on_validation_epoch_end(self) -> None:
         self._log_retrieval("val")
