@@ -1,5 +1,5 @@
-"""FLIP: BLIP-style ITC with a learnable, clamped temperature; ITM on an image-grounded text encoder with hard
-negatives; the face-attribute linear-probe protocol and its command."""
+"""FLIP: BLIP-style ITC with a learnable, clamped temperature and momentum distillation; ITM on an
+image-grounded text encoder with hard negatives; the face-attribute linear-probe protocol and its command."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from vlzoo.core import create_model, get_tokenizer, get_transforms
 from vlzoo.person.cli import main as person_main
 from vlzoo.person.data import write_face_toyworld
 from vlzoo.person.evaluation_faces import face_attribute_probe, majority_baseline
-from vlzoo.person.flip import sample_negatives
+from vlzoo.person.flip import distilled_itc_loss, sample_negatives
 
 CAPTIONS = [
     "a smiling man with black hair, wearing glasses",
@@ -46,7 +46,7 @@ def flip_batch():
 
 def test_itc_is_blips_symmetric_infonce_at_the_learnable_temperature(flip_batch):
     net, batch = flip_batch
-    net.eval()
+    net.eval()  # evaluation (and momentum_distill=False): the plain contrast, no momentum encoders
     with torch.no_grad():
         net.temp.fill_(5.0)  # out of BLIP's range: forward clamps it to 0.5
         out = net(batch)
@@ -110,12 +110,12 @@ def test_the_matching_encoder_reads_the_image_and_the_text_encoder_does_not(flip
 
 @pytest.mark.slow
 def test_itc_and_itm_pretraining_learns_a_batch_of_faces(faces: Path):
-    """40 steps on 8 face-caption pairs: the contrast fits them (the linear-probe gain after pretraining on
+    """70 steps on 8 face-caption pairs: the contrast fits them (the linear-probe gain after pretraining on
     face-toyworld is measured in benchmarks/person_flip_probe.py)."""
     from vlzoo.core.data import build_source
 
     torch.manual_seed(0)
-    net = create_model("flip-tiny").train()
+    net = create_model("flip-tiny", momentum_distill=False).train()
     source = build_source(str(faces / "face-toyworld.parquet"), "facecaption", "train", "first", {})
     transform = get_transforms(net, train=False)
     samples = [source[i] for i in range(8)]
@@ -125,13 +125,84 @@ def test_itc_and_itm_pretraining_learns_a_batch_of_faces(faces: Path):
     }
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3)
     first = net(batch)
-    for _ in range(40):
+    for _ in range(70):
         out = net(batch)
         optimizer.zero_grad()
         out["loss"].backward()
         optimizer.step()
     assert first["itc_loss"].item() > 0.9 * math.log(8)
-    assert out["itc_loss"].item() < 0.6 * math.log(8), out["itc_loss"]  # 40 steps: 2.37 → 1.15
+    assert out["itc_loss"].item() < 0.6 * math.log(8), out["itc_loss"]  # 70 steps: 2.08 → 0.60
+
+
+def test_distilled_itc_is_the_soft_target_cross_entropy_of_blip():
+    generator = torch.Generator().manual_seed(0)
+
+    def unit(*shape):
+        return F.normalize(torch.randn(*shape, generator=generator), dim=-1)
+
+    image, text, image_m, text_m = unit(3, 8), unit(3, 8), unit(3, 8), unit(3, 8)
+    image_all, text_all = torch.cat([image_m, unit(2, 8)]), torch.cat([text_m, unit(2, 8)])  # batch, queue
+    temp, alpha = torch.tensor(0.1), 0.4
+    loss = distilled_itc_loss(image, text, image_all, text_all, image_m, text_m, torch.arange(3), temp, alpha)
+    expected = 0.0
+    for i in range(3):  # row by row, as BLIP writes it: -sum(log_softmax(sim) * targets)
+        for q, keys, q_m in ((image[i], text_all, image_m[i]), (text[i], image_all, text_m[i])):
+            soft = [math.exp(float(q_m @ k) / 0.1) for k in keys]
+            logits = [float(q @ k) / 0.1 for k in keys]
+            log_z = math.log(sum(math.exp(v) for v in logits))
+            for j in range(5):
+                target = alpha * soft[j] / sum(soft) + (1 - alpha) * (j == i)
+                expected -= target * (logits[j] - log_z) / 6
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    hard = distilled_itc_loss(image, text, image_all, text_all, image_m, text_m, torch.arange(3), temp, 0.0)
+    by_rows = F.cross_entropy(image @ text_all.T / temp, torch.arange(3))
+    by_rows = (by_rows + F.cross_entropy(text @ image_all.T / temp, torch.arange(3))) / 2
+    assert hard.item() == pytest.approx(by_rows.item(), rel=1e-5)  # alpha 0: InfoNCE over batch + queue
+
+
+def test_momentum_encoders_follow_the_online_ones_and_the_queue_takes_their_features():
+    torch.manual_seed(0)
+    net = create_model("flip-tiny", momentum=0.9, queue_size=12, alpha_warmup_steps=4)
+    batch = {"image": torch.randn(8, 3, 64, 64), "text": get_tokenizer(net)(CAPTIONS)}
+    online, momentum = net.vision_proj.weight, net.momentum_encoders["vision_proj"].weight
+    assert torch.equal(online, momentum) and not momentum.requires_grad  # they start as copies
+    with torch.no_grad():
+        online.add_(1.0)
+        before = momentum.clone()
+        net.eval()(batch)  # evaluation leaves the momentum encoders and the queue alone
+        assert torch.equal(momentum, before) and net.queue_ptr.item() == 0
+        net.train()(batch)
+    assert torch.allclose(momentum, 0.9 * before + 0.1 * online, atol=1e-6)
+    # the momentum features of the batch go into the queue at the pointer, which wraps around (12 rows)
+    with torch.no_grad():
+        encoders = net.momentum_encoders
+        cls = encoders["visual"].trunk.forward_features(batch["image"])[:, 0]
+        image_m = F.normalize(encoders["vision_proj"](cls), dim=-1)
+    assert torch.allclose(net.image_queue[:8], image_m, atol=1e-5) and net.queue_ptr.item() == 8
+    with torch.no_grad():
+        net(batch)
+    assert net.queue_ptr.item() == 4  # rows 8..11 then 0..3
+    alphas = []
+    for step in (0, 2, 4, 9):  # the core's training hook reports the optimizer steps taken
+        net.on_train_step_end(step, 10)
+        alphas.append(net.alpha)
+    assert alphas == pytest.approx([0.0, 0.2, 0.4, 0.4])  # alpha ramps up to 0.4 over 4 steps
+
+
+def test_weights_without_momentum_encoders_load_and_start_them_as_copies():
+    torch.manual_seed(0)
+    plain = create_model("flip-tiny", momentum_distill=False)
+    torch.manual_seed(1)
+    net = create_model("flip-tiny")
+    assert not torch.equal(net.momentum_encoders["text_proj"].weight, plain.text_proj.weight)
+    from vlzoo.core.weights import load_checked
+
+    load_checked(net, plain.state_dict())
+    for name in ("visual", "vision_proj", "text", "text_proj"):
+        for a, b in zip(
+            net.momentum_encoders[name].parameters(), getattr(plain, name).parameters(), strict=True
+        ):
+            assert torch.equal(a, b)
 
 
 def test_majority_baseline_and_probe_by_hand():

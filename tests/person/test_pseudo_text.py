@@ -40,7 +40,7 @@ def test_the_yaml_is_read_with_defaults_per_group(tmp_path: Path):
     path.write_text(yaml.safe_dump(SPEC, sort_keys=False))
     spec = load_attribute_spec(path)
     gender, colour, bag = spec.groups
-    assert gender.prompt == "a photo of a {}." and colour.prompt == "a photo of a person {}."
+    assert gender.prompts == ["a photo of a {}."] and colour.prompts == ["a photo of a person {}."]
     assert colour.candidates == {"red": "red", "blue": "blue", "green": "green"}
     assert (gender.threshold, bag.threshold) == (0.2, 0.9)
     assert spec.clause_groups == [["gender"], ["upper_colour"], ["bag"]]
@@ -92,6 +92,25 @@ def test_conquer_picks_the_best_candidate_per_group_above_its_threshold(clip):
         assert torch.equal(choices[:, g] >= 0, probability >= threshold)
     strict = load_attribute_spec({**SPEC, "threshold": 1.01, "groups": {**SPEC["groups"], "bag": ["a", "b"]}})
     assert (PseudoTextGenerator(clip, get_tokenizer(clip), strict).choose(features)[0] == -1).all()
+
+
+def test_a_list_of_prompts_is_an_ensemble_the_mean_of_their_embeddings(clip):
+    prompts = ["a person in a {} shirt.", "a person in a {} coat.", "{} clothes."]
+    groups = {"upper_colour": {"candidates": ["red", "blue"], "prompt": prompts}, "gender": ["man", "woman"]}
+    spec = load_attribute_spec({"groups": groups})
+    assert spec.groups[0].prompts == prompts and spec.groups[1].prompts == ["a photo of a person {}."]
+    tokenizer = get_tokenizer(clip)
+    generator = PseudoTextGenerator(clip, tokenizer, spec)
+    with torch.no_grad():
+        for row, text in enumerate([[p.format(c) for p in prompts] for c in ("red", "blue")]):
+            each = torch.nn.functional.normalize(clip.encode_text(tokenizer(text)), dim=-1)
+            mean = each.mean(0)
+            assert torch.allclose(generator.text_features[row], mean / mean.norm(), atol=1e-5)
+            assert not torch.allclose(generator.text_features[row], each[0], atol=1e-3)
+        single = torch.nn.functional.normalize(
+            clip.encode_text(tokenizer(["a photo of a person woman."])), dim=-1
+        )
+    assert torch.allclose(generator.text_features[3], single[0], atol=1e-5)  # one prompt: its own embedding
 
 
 def test_the_command_writes_one_caption_line_per_image(tmp_path: Path):

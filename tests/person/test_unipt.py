@@ -103,11 +103,11 @@ def test_regression_target_is_the_frozen_clips_tokens_and_gets_no_gradient(unipt
     unipt.zero_grad(set_to_none=True)
     out["loss"].backward()
     assert all(p.grad is None for p in unipt.clip.parameters())
-    assert unipt.visual.patch_embed.proj.weight.grad is not None and unipt.mask_token.grad is not None
+    assert unipt.visual.trunk.patch_embed.proj.weight.grad is not None and unipt.mask_token.grad is not None
     target = out["mim_target"]
     assert not target.requires_grad
     # The target is CLIP's tokens after its blocks and projection, without the final LayerNorm (the code's).
-    c = unipt.clip
+    c = unipt.clip.trunk
     with torch.no_grad():
         tokens = c.blocks(c.norm_pre(c._pos_embed(c.patch_embed(batch["image"]))))
         assert torch.allclose(target, c.head(tokens)[:, 1:], atol=1e-6)
@@ -118,9 +118,9 @@ def test_regression_target_is_the_frozen_clips_tokens_and_gets_no_gradient(unipt
     assert out["mim_prediction"].shape == gathered.shape
     # The target does not depend on the student's weights.
     with torch.no_grad():
-        unipt.visual.patch_embed.proj.weight.add_(1.0)
+        unipt.visual.trunk.patch_embed.proj.weight.add_(1.0)
         assert torch.allclose(unipt.clip_tokens(batch["image"])[:, 1:], target, atol=1e-6)
-        unipt.visual.patch_embed.proj.weight.sub_(1.0)
+        unipt.visual.trunk.patch_embed.proj.weight.sub_(1.0)
 
 
 def test_unipt_reads_pedestrian_images_at_its_height_and_width(unipt):
@@ -130,5 +130,5 @@ def test_unipt_reads_pedestrian_images_at_its_height_and_width(unipt):
     from vlzoo.core.errors import DataError
 
     assert get_transforms(unipt, train=False)(Image.new("RGB", (50, 100))).shape == (3, 64, 32)
-    with pytest.raises(DataError, match="64, 32"):
+    with pytest.raises(DataError, match=r"built for 64×32 .*got 64×64"):
         unipt.encode_image(torch.zeros(1, 3, 64, 64))

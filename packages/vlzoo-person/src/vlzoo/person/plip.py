@@ -23,6 +23,9 @@ layers 8-11 (and pooler) trainable, 64 tokens; normalization mean (0.357, 0.323,
 0.239). The repository has no pre-training code, so these choices are ours where the paper is silent:
 - the text feature is BERT's [CLS] state through a linear projection (the release uses BERT's pooler, a
   linear layer and tanh on the same state): the core's text tower, with the pooler's linear map kept;
+- colorization encodes the grayscale copy with the same image tower, whose BatchNorm layers then use that
+  batch's statistics but do not update their running ones (`frozen_norm_statistics`): evaluation normalizes
+  colour images, so the running statistics must be those of colour batches;
 - colorization decodes the last feature map (stride 32), fused by one cross-attention layer with the
   caption's colour-word tokens and the word after each (the garment or part it colours) plus [CLS], through
   `decoder_stages` ×2 upsampling conv blocks; the target is the normalized colour image at the decoder's
@@ -44,7 +47,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -233,6 +237,27 @@ def to_grayscale(images: torch.Tensor, mean: Sequence[float], std: Sequence[floa
     weights = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype, device=images.device)
     luminance = (rgb * weights[:, None, None]).sum(1, keepdim=True)
     return (luminance - m) / s
+
+
+@contextmanager
+def frozen_norm_statistics(module: nn.Module) -> Iterator[None]:
+    """Inside, `module`'s BatchNorm layers normalize with the batch's statistics as usual in training but leave
+    their running statistics alone. The colorization pass feeds the image tower grayscale images: left to
+    update them, the running statistics would average colour and gray batches, and the colour features that
+    retrieval evaluates would be normalized with statistics no colour batch has."""
+    norms = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - 0) · running + 0 · batch
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 # --------------------------------------------------------------------------------------------- heads
@@ -480,7 +505,8 @@ class PLIP(nn.Module):
         reconstructs from the grayscale of `images` and the colour phrases of `text`."""
         cfg = self.config
         gray = to_grayscale(images, cfg.vision.mean, cfg.vision.std)  # the head's only view of the pixels
-        feature_map = self.visual.forward_features(gray)
+        with frozen_norm_statistics(self.visual):
+            feature_map = self.visual.forward_features(gray)
         if text_tokens is None:
             text_tokens = self.text.forward_tokens(text)[0]
         mask = self.colour_phrase_mask(text.input_ids) & text.attention_mask.bool()

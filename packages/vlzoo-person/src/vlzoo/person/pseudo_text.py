@@ -4,7 +4,9 @@
   with its candidate phrases, read from an attributes YAML;
 - **conquer**: any vlzoo CLIP (a model with `encode_image` and `encode_text`) scores every group's
   candidates, each put into the group's prompt, against each image; the best candidate of a group is kept
-  when its softmax probability within the group reaches the confidence `threshold`;
+  when its softmax probability within the group reaches the confidence `threshold`. A group may give a
+  list of prompts: a candidate's text embedding is then the normalized mean of its prompts' embeddings
+  (CLIP's prompt ensembling, Radford et al. 2021, §3.1.4);
 - **combine**: a sentence template of clauses, each naming groups as `{group}`, is filled; a clause with a
   group that was not kept is left out.
 The official release has neither the generator's code nor its prompt lists (UniPT's README: "to be
@@ -19,7 +21,7 @@ attributes.yaml:
       gender: {candidates: {man: man, woman: woman}, prompt: "a photo of a {}."}
       upper_colour:                           # value: phrase (a list means value = phrase)
         candidates: [red, blue, green]
-        prompt: "a photo of a person wearing a {} top."
+        prompt: ["a person in a {} shirt.", "a person in a {} jacket."]   # a list: an ensemble
     template: ["a {gender}", "in a {upper_colour} {upper_type}", "carrying a {bag}"]
 
 `vlzoo-person pseudo-text IMAGES --model NAME --attributes attributes.yaml --out captions.jsonl` writes one
@@ -58,11 +60,12 @@ _SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 @dataclass
 class AttributeGroup:
-    """One attribute group: candidate value → the phrase scored and written for it, and its prompt."""
+    """One attribute group: candidate value → the phrase scored and written for it, and its prompts (each
+    with one `{}`; several are an ensemble)."""
 
     name: str
     candidates: dict[str, str]
-    prompt: str
+    prompts: list[str]
     threshold: float
 
 
@@ -100,7 +103,7 @@ def load_attribute_spec(source: str | os.PathLike | Mapping[str, Any]) -> Pseudo
             raise ConfigError(f"{where}: not valid YAML: {err}") from err
     if not isinstance(raw, Mapping) or not isinstance(raw.get("groups"), Mapping) or not raw["groups"]:
         raise ConfigError(f"{where}: needs a non-empty 'groups' mapping (group → candidates)")
-    prompt = str(raw.get("prompt", "a photo of a person {}."))
+    prompt = raw.get("prompt", "a photo of a person {}.")
     threshold = float(raw.get("threshold", 0.0))
     groups = []
     for name, entry in raw["groups"].items():
@@ -110,14 +113,15 @@ def load_attribute_spec(source: str | os.PathLike | Mapping[str, Any]) -> Pseudo
             candidates = {str(c): str(c) for c in candidates}
         if not isinstance(candidates, Mapping) or len(candidates) < 2:
             raise ConfigError(f"{where}: groups.{name}.candidates must hold at least two candidates")
-        group_prompt = str(entry.get("prompt", prompt))
-        if "{}" not in group_prompt:
+        group_prompt = entry.get("prompt", prompt)
+        prompts = [str(group_prompt)] if isinstance(group_prompt, str) else [str(p) for p in group_prompt]
+        if not prompts or any("{}" not in p for p in prompts):
             raise ConfigError(f"{where}: groups.{name}.prompt {group_prompt!r} has no '{{}}' for the phrase")
         groups.append(
             AttributeGroup(
                 str(name),
                 {str(k): str(v) for k, v in candidates.items()},
-                group_prompt,
+                prompts,
                 float(entry.get("threshold", threshold)),
             )
         )
@@ -172,11 +176,18 @@ class PseudoTextGenerator:
 
     def __init__(self, model: nn.Module, tokenizer: Any, spec: PseudoTextSpec):
         self.model, self.spec = model, spec
-        prompts = [g.prompt.format(phrase) for g in spec.groups for phrase in g.candidates.values()]
+        normalize = torch.nn.functional.normalize
+        phrases = [(g, phrase) for g in spec.groups for phrase in g.candidates.values()]
+        prompts = [p.format(phrase) for g, phrase in phrases for p in g.prompts]
         device = next(model.parameters()).device
+        # the row of each prompt's candidate: its prompts' embeddings are summed there
+        owner = torch.arange(len(phrases), device=device).repeat_interleave(
+            torch.tensor([len(g.prompts) for g, _ in phrases], device=device)
+        )
         with torch.inference_mode():
-            text = tokenizer(prompts).to(device)
-            self.text_features = torch.nn.functional.normalize(model.encode_text(text).float(), dim=-1)
+            each = normalize(model.encode_text(tokenizer(prompts).to(device)).float(), dim=-1)
+            summed = torch.zeros(len(phrases), each.shape[1], device=device).index_add_(0, owner, each)
+            self.text_features = normalize(summed, dim=-1)  # the mean's direction: the ensemble
         sizes = [len(g.candidates) for g in spec.groups]
         self.slices = list(zip(torch.tensor([0, *sizes]).cumsum(0)[:-1].tolist(), sizes))
         self.values = [list(g.candidates) for g in spec.groups]

@@ -45,8 +45,9 @@ from vlzoo.core.towers import (
     OPENAI_CLIP_STD,
     HFTokenizer,
     TokenizedText,
+    VisionTower,
+    VisionTowerConfig,
     build_hf_encoder,
-    loads_pretrained,
 )
 from vlzoo.person.data import pedestrian_transform
 from vlzoo.person.tiny_text import tiny_bert_dir
@@ -233,22 +234,20 @@ class MLMHead(nn.Module):
 # ------------------------------------------------------------------------------------------------ model
 
 
-def _vit(
-    name: str, image_size: tuple[int, int], pretrained: bool, num_classes: int, **kwargs: Any
-) -> nn.Module:
-    import timm
-
-    trunk = timm.create_model(
-        name,
-        img_size=tuple(image_size),
-        pretrained=loads_pretrained(pretrained),
-        num_classes=num_classes,
-        **kwargs,
-    )
+def vit_tower(cfg: UniPTConfig, name: str, pretrained: bool, kwargs: Mapping[str, Any], dim: int = 0):
+    """The core's image tower for one of UniPT's ViTs at `cfg.image_size` (H × W): the student (`dim` 0, no
+    head) or the CLIP teacher (timm's own head projecting to `dim`). UniPT reads the trunk's patch embedding,
+    positions, class token and blocks itself, so the trunk must be a timm ViT that has them."""
+    vision = VisionTowerConfig(
+        timm_model=name, timm_kwargs=dict(kwargs), image_size=tuple(cfg.image_size), timm_pretrained=pretrained,
+        head="timm" if dim else "none", mean=cfg.mean, std=cfg.std,
+    )  # fmt: skip
+    tower = VisionTower(vision, embed_dim=dim)
+    trunk = tower.trunk
     needed = ("patch_embed", "pos_embed", "cls_token", "blocks", "norm_pre", "norm")
     if any(getattr(trunk, a, None) is None for a in needed) or getattr(trunk, "no_embed_class", False):
         raise ConfigError(f"UniPT needs a timm ViT with a class token and learned positions, got {name!r}")
-    return trunk
+    return tower
 
 
 class UniPT(nn.Module):
@@ -259,15 +258,15 @@ class UniPT(nn.Module):
     def __init__(self, cfg: UniPTConfig):
         super().__init__()
         self.config = cfg
-        self.visual = _vit(cfg.vision_model, cfg.image_size, cfg.vision_pretrained, 0, **cfg.vision_kwargs)
+        self.visual = vit_tower(cfg, cfg.vision_model, cfg.vision_pretrained, cfg.vision_kwargs)
         self.text = build_hf_encoder(cfg.text_model, pretrained=cfg.text_pretrained, add_pooling_layer=False)
-        width, hidden = self.visual.num_features, self.text.config.hidden_size
+        width, hidden = self.visual.trunk.num_features, self.text.config.hidden_size
         self.img_proj = nn.Linear(width, cfg.embed_dim)
         self.txt_proj = nn.Linear(hidden, cfg.embed_dim)
         self.mlm_head = MLMHead(self.text.config)
         self.cl_loss = ClipLoss(gather_with_grad=True)
 
-        grid = self.visual.patch_embed.grid_size
+        grid = self.visual.trunk.patch_embed.grid_size
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         nn.init.normal_(self.mask_token, std=0.02)
         self.register_buffer(
@@ -279,10 +278,10 @@ class UniPT(nn.Module):
         self.fc_mask = nn.Sequential(nn.Linear(width, cfg.clip_dim), nn.LayerNorm(cfg.clip_dim))
         self.fc_visual = nn.Sequential(nn.Linear(width, cfg.clip_dim), nn.LayerNorm(cfg.clip_dim))
 
-        self.clip = _vit(cfg.clip_model, cfg.image_size, cfg.clip_pretrained, cfg.clip_dim, **cfg.clip_kwargs)
-        if tuple(self.clip.patch_embed.grid_size) != tuple(grid):
+        self.clip = vit_tower(cfg, cfg.clip_model, cfg.clip_pretrained, cfg.clip_kwargs, cfg.clip_dim)
+        if tuple(self.clip.trunk.patch_embed.grid_size) != tuple(grid):
             raise ConfigError(
-                f"the CLIP teacher's patch grid {self.clip.patch_embed.grid_size} is not the ViT's {grid}"
+                f"the CLIP teacher's patch grid {self.clip.trunk.patch_embed.grid_size} is not the ViT's {grid}"
             )
         self.clip.requires_grad_(False).eval()
 
@@ -300,15 +299,7 @@ class UniPT(nn.Module):
         raise DataError(f"UniPT expects TokenizedText or token ids [B, L], got {type(text).__name__}")
 
     def _check_images(self, images: torch.Tensor) -> None:
-        if (
-            not torch.is_tensor(images)
-            or images.ndim != 4
-            or tuple(images.shape[-2:]) != tuple(self.config.image_size)
-        ):
-            shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-            raise DataError(
-                f"UniPT expects images [B, 3, {self.config.image_size[0]}, {self.config.image_size[1]}], got {shape}"
-            )
+        self.visual.check_images(images)  # (batch, 3, H, W) floats at the size the ViT is built for
 
     def text_tokens(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.text(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -320,12 +311,12 @@ class UniPT(nn.Module):
 
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         self._check_images(images)
-        features = masked_max(self.img_proj(self.visual.forward_features(images)))
+        features = masked_max(self.img_proj(self.visual.trunk.forward_features(images)))
         return F.normalize(features, dim=-1, eps=1e-12) if normalize else features
 
     def encode_visible(self, images: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """The ViT over `[CLS]` and the patches `ids_keep [B, K]` only: `[B, 1 + K, W]`."""
-        v = self.visual
+        v = self.visual.trunk
         patches = v.patch_embed(images) + v.pos_embed[:, 1:]
         patches = patches.gather(1, ids_keep[..., None].expand(-1, -1, patches.shape[-1]))
         cls = (v.cls_token + v.pos_embed[:, :1]).expand(len(patches), -1, -1)
@@ -336,7 +327,7 @@ class UniPT(nn.Module):
     def clip_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen CLIP's target `[B, 1 + L, clip_dim]`: every token through its blocks, then its
         projection, without the final LayerNorm (the official code's modified `encode_image`)."""
-        c = self.clip
+        c = self.clip.trunk
         x = c.norm_pre(c._pos_embed(c.patch_embed(images)))
         return c.head(c.blocks(x))
 
@@ -358,7 +349,7 @@ class UniPT(nn.Module):
 
     def mim_loss(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Masked-image token regression to the frozen CLIP's tokens (module docstring)."""
-        n_patches = self.visual.patch_embed.num_patches
+        n_patches = self.visual.trunk.patch_embed.num_patches
         ids_keep, ids_mask = random_masking(len(images), n_patches, self.config.mask_ratio, images.device)
         visible = self.encode_visible(images, ids_keep)
         latent_mask = self.fc_mask(self.regress(visible, ids_keep, ids_mask))
@@ -404,7 +395,7 @@ class UniPT(nn.Module):
         self._check_images(images)
         ids, mask = self._text_inputs(batch["text"])
 
-        image_features = masked_max(self.img_proj(self.visual.forward_features(images)))
+        image_features = masked_max(self.img_proj(self.visual.trunk.forward_features(images)))
         text_features = masked_max(self.txt_proj(self.text_tokens(ids, mask)), mask)
         cl_loss = unipt_contrastive_loss(image_features, text_features, self.cl_loss)
 
