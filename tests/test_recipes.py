@@ -25,7 +25,10 @@ RECIPES = all_recipes()
 TINY = [path for path in RECIPES if "tiny" in path.stem]
 SMALL = {"n_train": 8, "n_val": 4, "n_test": 4}
 # A recipe that starts from an earlier stage's exported weights: (model override, the earlier model).
-EARLIER_STAGE = {"radclip-3d-tiny": ("image_encoder_weights", "radclip-tiny")}
+EARLIER_STAGE = {
+    "radclip-3d-tiny": ("image_encoder_weights", "radclip-tiny"),
+    "dbnet-tiny": ("backbone_init", "odm-tiny"),
+}
 
 
 def _id(path: Path) -> str:
@@ -116,6 +119,8 @@ def test_tiny_recipe_fits_a_batch_through_its_console_script(recipe, recipe_data
     for key, value in (own["model"].get("model_overrides") or {}).items():
         if key not in dict(EARLIER_STAGE.values()):
             assert getattr(model.config, key) == value, key
+    if not hasattr(model, "encode_text"):  # a detector (dbnet-*) reads no text
+        return
     tokens = vz.get_tokenizer(own["model"]["model"])(["a caption"])
     with torch.no_grad():
         assert torch.isfinite(model.encode_text(tokens)).all()

@@ -112,3 +112,39 @@ def test_the_core_datamodule_makes_recognition_batches(ocr_words: Path):
     assert tok.decode(batch["text"][:, 1:]) == [
         "".join(ch for ch in c.lower() if ch.isalnum()) for c in batch["captions"]
     ]
+
+
+def test_clean_crops_are_the_same_words_in_lowercase_and_an_unknown_style_is_refused(tmp_path: Path):
+    from vlzoo.core import ConfigError
+
+    varied = WordCrops(write_ocr_words(tmp_path / "varied", n_train=12, n_test=1, seed=3))
+    clean = WordCrops(write_ocr_words(tmp_path / "clean", n_train=12, n_test=1, seed=3, style="clean"))
+    assert clean.labels == [w.lower() for w in varied.labels]  # the same draws, only the case differs
+    assert any(w != w.lower() for w in varied.labels)
+    with pytest.raises(ConfigError, match="unknown ocr-words style 'neat'"):
+        write_ocr_words(tmp_path / "neat", n_train=1, style="neat")
+
+
+def test_ocr_words_validation_reads_its_val_split(tmp_path: Path):
+    from vlzoo.core.train import ImageTextDataModule
+
+    def datamodule(root: Path, **generate) -> ImageTextDataModule:
+        return ImageTextDataModule(
+            data="ocr-words",
+            val_data="ocr-words",
+            data_dir=str(root),
+            generate={"n_train": 4, "n_test": 1, "seed": 0, **generate},
+            model="dptr-parseq-tiny",
+            num_workers=0,
+        )
+
+    data = datamodule(tmp_path / "with-val", n_val=3)
+    data.prepare_data()
+    data.setup("fit")
+    val_lines = (tmp_path / "with-val" / "val" / "labels.txt").read_text().splitlines()
+    assert data._datasets["val"].labels == [line.split("\t")[1] for line in val_lines]
+    assert len(data._datasets["train"]) == 4
+    data = datamodule(tmp_path / "no-val")
+    data.prepare_data()
+    with pytest.raises(DataError, match=r"no val split beside it .* data\.generate\.n_val"):
+        data.setup("fit")

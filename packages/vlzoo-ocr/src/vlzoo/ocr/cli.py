@@ -13,6 +13,7 @@ from vlzoo.ocr.commands_detection import (
     OCR_EVAL,
     configure_demo,
     configure_export_mmocr,
+    configure_fit_mmocr,
     configure_render,
     configure_render_glyphs,
 )
@@ -59,6 +60,7 @@ COMMANDS: dict[str, Command] = {
     "render": Command("write ocr-toyworld: scene images with ICDAR-style ground truth", configure_render),
     "render-glyphs": Command("write ODM glyph labels for a detection dataset", configure_render_glyphs),
     "export-mmocr": Command("an ODM/DBNet backbone in MMOCR's CLIPResNet key layout", configure_export_mmocr),
+    "fit-mmocr": Command("MMOCR's DBNet from an ODM backbone ([mmocr] extra)", configure_fit_mmocr),
     "demo": Command("ocr-toyworld → tiny ODM pre-train → DBNet fine-tune → detection report", configure_demo),
 }
 

@@ -3,6 +3,7 @@
 vlzoo-ocr render OUT [--n-train N ...]             write ocr-toyworld (PNG/JPEG + ICDAR gt + index JSON)
 vlzoo-ocr render-glyphs DATA OUT [--split S]       ODM glyph labels of a detection dataset, one PNG per image
 vlzoo-ocr export-mmocr CKPT OUT.pth               an ODM/DBNet backbone in MMOCR's CLIPResNet key layout
+vlzoo-ocr fit-mmocr CKPT [--data D] [--config C]   MMOCR's own DBNet from that backbone ([mmocr] extra)
 vlzoo-ocr eval detection --model dbnet-tiny --pretrained W [--data ocr-toyworld] [--out DIR]
 vlzoo-ocr demo [--out DIR]                         ocr-toyworld → tiny ODM pre-train → DBNet → report
 """
@@ -96,6 +97,40 @@ def configure_export_mmocr(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_run_export)
 
 
+def _run_fit_mmocr(args: argparse.Namespace) -> int:
+    from vlzoo.ocr.mmocr_fit import fit_mmocr
+
+    print(
+        fit_mmocr(
+            args.checkpoint,
+            args.work_dir,
+            config=args.config,
+            data=args.data,
+            max_epochs=args.max_epochs,
+            cfg_options=args.cfg_options or (),
+        )
+    )
+    return 0
+
+
+def configure_fit_mmocr(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="vlzoo weights of an odm-* or dbnet-* model (.safetensors)")
+    p.add_argument("--work-dir", default="runs/mmocr-dbnet", help="mmengine's work_dir (logs, checkpoints)")
+    p.add_argument(
+        "--config",
+        default="textdet/dbnet/dbnet_resnet50-oclip_1200e_icdar2015.py",
+        help="an MMOCR config file, or a path inside MMOCR's own configs",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="an ICDAR-style detection dataset (index JSON or images/ + gt/), written as MMOCR annotations",
+    )
+    p.add_argument("--max-epochs", type=int, default=None, help="override train_cfg.max_epochs")
+    p.add_argument("--cfg-options", nargs="+", default=None, help="key=value config overrides (mmengine)")
+    p.set_defaults(func=_run_fit_mmocr)
+
+
 DEMO_PARTS = ("detection", "recognition")
 
 
@@ -139,6 +174,7 @@ __all__ = [
     "OCR_EVAL",
     "configure_demo",
     "configure_export_mmocr",
+    "configure_fit_mmocr",
     "configure_render",
     "configure_render_glyphs",
 ]

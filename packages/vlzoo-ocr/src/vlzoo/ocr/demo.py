@@ -22,7 +22,8 @@ from vlzoo.ocr.training import fit
 
 DEMO_DATA = {"n_train": 240, "n_val": 8, "n_test": 48, "image_size": 128, "max_words": 4, "seed": 0}
 PRETRAIN = {"steps": 150, "batch_size": 8, "lr": 2e-3}
-# DBNet after the 150 ODM steps, measured 2026-11-29: 200 steps reach hmean 5.1%, 600 steps 81.2% (69 s)
+# DBNet after the 150 ODM steps, measured 2026-11-29 with odm-tiny's former "self" perceptual term: 200 steps
+# reach hmean 5.1%, 600 steps 81.2% (69 s); ODM's effect itself: benchmarks/ocr_odm_transfer.py
 FINETUNE = {"steps": 600, "batch_size": 8, "lr": 2e-3}
 
 

@@ -25,7 +25,14 @@ Paper → code:
   cross-attention into the visual encoder's features (no norm before it, as the official code), then a
   pre-norm GELU FFN, each with a residual; its output replaces the memory when fine-tuning on images.
 - **Fine-tuning**: a timm ViT on 32×128 crops (PARSeq's patch 4×8, no class token) + FMU + the decoder;
+  the ViT starts fresh, not from CLIP's image encoder (OpenOCR's configs/rec/dptr/dptr_parseq_finetune.yml
+  builds a plain ViT with no pretrained model): only the decoder carries the text-only pre-training;
   `freeze_decoder` trains ViT + FMU under a frozen pre-trained decoder (the paper's transfer check).
+
+Validation (`validation_metrics`, logged by the core's `ZooModule` as `val/accuracy`, `val/one_minus_ned`):
+word accuracy and 1-NED on the 36-character charset as PARSeq and OpenOCR's `RecMetric(is_filter=True)`
+report them; read from the images when fine-tuning, from the labels' pseudo-visual memory when pre-training
+(how well the decoder reads CLIP's text features, the only thing the pre-training stage trains).
 
 `stage` chooses the memory: `"pretrain"` (text only; the ViT and FMU are frozen and unused) or
 `"finetune"` (images). Both stages hold the same parameters, so a pre-training checkpoint loads into a
@@ -55,7 +62,8 @@ from vlzoo.core import (
 from vlzoo.core.towers import is_structure_only, loads_pretrained
 from vlzoo.core.weights import load_checked, load_state_dict
 from vlzoo.ocr.data.crops import OCR_WORDS
-from vlzoo.ocr.data.labels import CharTokenizer, load_charset, normalize_label
+from vlzoo.ocr.data.labels import CHARSET_36, CharTokenizer, load_charset, normalize_label
+from vlzoo.ocr.metrics_recognition import recognition_metrics
 from vlzoo.ocr.parseq import ParseqConfig, ParseqDecoder
 
 __all__ = [
@@ -293,6 +301,19 @@ class DPTR(nn.Module):
         memory = self.pseudo_visual_memory(labels) if images is None else self.visual_memory(images)
         return self.chars.decode(self.decoder.decode(memory, **decode).argmax(-1))
 
+    @torch.no_grad()
+    def validation_metrics(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """`{"accuracy", "one_minus_ned"}` (percent, 36-character charset) of this batch: the words read from
+        `batch["image"]` (fine-tuning) or from the pseudo-visual memory of its labels (pre-training) against
+        its label strings (`captions`)."""
+        labels = _labels(batch)
+        if self.config.stage == "pretrain":
+            predictions = self.recognize(labels=labels)
+        else:
+            predictions = self.recognize(batch["image"])
+        metrics = recognition_metrics(predictions, labels, CHARSET_36)
+        return {k: torch.tensor(float(metrics[k])) for k in ("accuracy", "one_minus_ned")}
+
     def no_weight_decay(self) -> set[str]:
         names = {"decoder.pos_queries", "fmu.queries"}
         return names | (
@@ -303,7 +324,7 @@ class DPTR(nn.Module):
 def _labels(batch: Mapping[str, Any]) -> list[str]:
     labels = batch.get("captions")
     if labels is None:
-        raise DataError("dptr pre-training needs the batch's label strings ('captions')")
+        raise DataError("dptr pre-training and validation need the batch's label strings ('captions')")
     return list(labels)
 
 

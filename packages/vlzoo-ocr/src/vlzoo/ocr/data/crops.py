@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,13 @@ from vlzoo.ocr.data.icdar import iter_words, read_detection_records
 from vlzoo.ocr.data.labels import filter_charset, load_charset, normalize_unicode
 from vlzoo.ocr.data.lmdb import read_labels_file
 from vlzoo.ocr.data.toyworld import sample_background, sample_word
-from vlzoo.ocr.render import paste_word, render_word, sample_placement, sample_style
+from vlzoo.ocr.render import legible_color, paste_word, render_word, sample_placement, sample_style
 
 __all__ = [
+    "CROP_STYLES",
     "OCR_WORDS",
     "OCR_WORDS_FILE",
+    "CropStyle",
     "WordCrops",
     "cut_icdar_crops",
     "rectify_quad",
@@ -149,28 +151,74 @@ def cut_icdar_crops(
 # ------------------------------------------------------------------------------------ ocr-words crops
 
 
+@dataclass(frozen=True)
+class CropStyle:
+    """How varied the rendered word crops are. `varied` (the default) draws every font, outline, shadow,
+    background and case ocr-toyworld has; `clean` is a learnable-at-CPU-scale setting for short recognition
+    runs: four fonts, lowercase words, colours at least `min_contrast` in luminance from the background,
+    plain (noise, gradient, blurred photo) backgrounds and milder warps."""
+
+    fonts: tuple[str, ...] | None = None  # None = every text font `list_fonts()` finds
+    backgrounds: tuple[str, ...] | None = None  # kinds of `sample_background`; None = all of them
+    min_contrast: float | None = None  # None = the colour as sampled (may be hard to read)
+    outline_p: float = 0.3
+    shadow_p: float = 0.2
+    lowercase: bool = False
+    max_rotation: float = 4.0
+    max_perspective: float = 0.12
+
+
+CROP_STYLES = {
+    "varied": CropStyle(),
+    "clean": CropStyle(
+        fonts=("DejaVuSans", "DejaVuSans-Bold", "DejaVuSerif", "DejaVuSansMono"),
+        backgrounds=("noise", "gradient", "photo"),
+        min_contrast=100.0,
+        outline_p=0.0,
+        shadow_p=0.0,
+        lowercase=True,
+        max_rotation=2.0,
+        max_perspective=0.05,
+    ),
+}
+
+
+def _crop_style(style: str | CropStyle) -> CropStyle:
+    if isinstance(style, CropStyle):
+        return style
+    if style not in CROP_STYLES:
+        raise ConfigError(f"unknown ocr-words style {style!r}; the styles are {sorted(CROP_STYLES)}")
+    return CROP_STYLES[style]
+
+
 def render_word_crop(
-    rng: np.random.Generator,
-    text: str,
-    height: int = 32,
-    max_rotation: float = 4.0,
-    max_perspective: float = 0.12,
+    rng: np.random.Generator, text: str, height: int = 32, style: str | CropStyle = "varied"
 ) -> np.ndarray:
     """One word crop `[h, w, 3]` uint8: `text` in a random font, size, colour and outline (`vlzoo.ocr.render`)
-    slightly rotated and perspective-warped on a textured background, the word filling most of the height."""
-    style = sample_style(rng, size_range=(int(height * 0.6), int(height * 0.9)), shadow_p=0.2)
-    word = render_word(text, style)
+    slightly rotated and perspective-warped on a textured background, the word filling most of the height;
+    `style` (a `CROP_STYLES` name or a `CropStyle`) bounds how varied that is."""
+    crop = _crop_style(style)
+    text_style = sample_style(
+        rng,
+        fonts=crop.fonts,
+        size_range=(int(height * 0.6), int(height * 0.9)),
+        outline_p=crop.outline_p,
+        shadow_p=crop.shadow_p,
+    )
+    word = render_word(text, text_style)
     wh, ww = word.size
     canvas = (int(wh * 1.2) + 4, int(ww * 1.1) + 4)
-    matrix = sample_placement(
-        rng, word.size, canvas, max_rotation=max_rotation, max_perspective=max_perspective
-    )
+    warp = {"max_rotation": crop.max_rotation, "max_perspective": crop.max_perspective}
+    matrix = sample_placement(rng, word.size, canvas, **warp)
     while matrix is None:  # the rotated word is larger than the canvas: give it more room
         canvas = (canvas[0] + 4, canvas[1] + 4)
-        matrix = sample_placement(
-            rng, word.size, canvas, max_rotation=max_rotation, max_perspective=max_perspective
-        )
-    image = sample_background(rng, canvas)
+        matrix = sample_placement(rng, word.size, canvas, **warp)
+    kind = None if crop.backgrounds is None else crop.backgrounds[int(rng.integers(len(crop.backgrounds)))]
+    image = sample_background(rng, canvas, kind)
+    if crop.min_contrast is not None:  # recolour against the background actually drawn (same glyphs)
+        color = legible_color(text_style.color, image.reshape(-1, 3).mean(0), crop.min_contrast)
+        if color != text_style.color:
+            word = render_word(text, replace(text_style, color=color))
     paste_word(image, word, matrix)
     return image
 
@@ -182,13 +230,15 @@ def write_ocr_words(
     n_test: int = 100,
     height: int = 32,
     seed: int = 0,
+    style: str = "varied",
 ) -> Path:
     """Write rendered word crops (ocr-toyworld's vocabulary and renderer) as `<split>/<n>.png` and
     `<split>/labels.txt` for the splits train, val (when `n_val`) and test; returns the train labels file.
-    A word the drawn font cannot render is redrawn in another style. Identical arguments give identical
-    files."""
+    `style` names a `CROP_STYLES` entry. A word the drawn font cannot render is redrawn in another style.
+    Identical arguments give identical files."""
     if n_train < 1 or height < 16:
         raise ConfigError(f"ocr-words needs n_train >= 1 and height >= 16, got {n_train}, {height}")
+    crop_style = _crop_style(style)
     root = Path(out_dir)
     splits = (("val", n_val), ("test", n_test), ("train", n_train))  # train last: its file marks completion
     for split, n in [(name, n) for name, n in splits if n > 0 or name == "train"]:
@@ -197,9 +247,10 @@ def write_ocr_words(
         for i in range(n):
             rng = np.random.default_rng([seed, zlib.crc32(split.encode()), i])
             text = sample_word(rng)
+            text = text.lower() if crop_style.lowercase else text
             for _ in range(10):
                 try:
-                    crop = render_word_crop(rng, text, height)
+                    crop = render_word_crop(rng, text, height, crop_style)
                     break
                 except DataError:  # a font without one of the word's glyphs: another style
                     continue
@@ -217,8 +268,19 @@ def write_ocr_words(
 
 
 def build_word_crops(path: str, split: str, captions: str, options: dict[str, Any]) -> Dataset:
+    """A `path<TAB>label` file; one in a folder named as the training split (`<root>/train/labels.txt`, the
+    layout `ocr-words` writes) stands for its dataset, so `val_data: ocr-words` reads `<root>/val/`."""
+    labels_file = Path(path)
+    train_split = options.get("train_split") or "train"
+    if split != train_split and labels_file.parent.name == train_split:
+        labels_file = labels_file.parent.parent / split / labels_file.name
+        if not labels_file.is_file():
+            raise DataError(
+                f"{path}: no {split} split beside it ({labels_file} is missing); for ocr-words generate it "
+                f"with data.generate.n_{split}"
+            )
     return WordCrops(
-        path, options.get("image_root"), options.get("charset"), int(options.get("max_length") or 25)
+        labels_file, options.get("image_root"), options.get("charset"), int(options.get("max_length") or 25)
     )
 
 
