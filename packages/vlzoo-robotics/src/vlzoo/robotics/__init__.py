@@ -33,6 +33,8 @@ _LAZY = {
     "Robot": "vlzoo.robotics.retarget",
     "get_embodiment": "vlzoo.robotics.retarget",
     "register_embodiment": "vlzoo.robotics.retarget",
+    "TimeContrastiveModule": "vlzoo.robotics.r3m",
+    "VideoTriplets": "vlzoo.robotics.r3m",
 }
 
 
@@ -59,6 +61,8 @@ __all__ = [
     "JsonKeypoints",
     "MediaPipeHands",
     "Robot",
+    "TimeContrastiveModule",
+    "VideoTriplets",
     "get_embodiment",
     "lift_to_3d",
     "list_clips",

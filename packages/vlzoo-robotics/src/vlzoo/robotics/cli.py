@@ -50,9 +50,9 @@ register_eval_task(
 
 
 def _configure_policy(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--demos", type=int, default=40, help="expert demonstrations to clone")
-    p.add_argument("--episodes", type=int, default=30, help="seeded evaluation episodes")
-    p.add_argument("--train-steps", type=int, default=1500)
+    p.add_argument("--demos", type=int, default=60, help="expert demonstrations to clone")
+    p.add_argument("--episodes", type=int, default=50, help="seeded evaluation episodes")
+    p.add_argument("--train-steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
 
 

@@ -1,14 +1,20 @@
 """The policy probe (H2R's downstream claim in miniature): behaviour cloning on a frozen visual encoder.
 
-Task `reach`: a Franka Panda (pybullet, kinematic) and one coloured block on a table, seen from
-a fixed camera behind the table; the gripper must get within `success_radius` of a point 3 cm above the
-block in `steps` steps of at most `max_step` metres each. The scripted expert steps straight at it.
+Task `reach the <colour> block`: a Franka Panda (pybullet, kinematic, beside the table) and three coloured
+4 cm blocks in robot-toyworld's three slots (colours drawn from its four, order random), seen by a fixed
+camera in front of and above the table; the goal is one of the colours (a one-hot, as a language goal would
+be), and the gripper must get within `success_radius` of a point above that block in `steps` steps of at
+most `max_step` metres each. Which slot holds the goal colour is only in the image: a policy that ignores
+the image (`run_policy_probe(None, ...)`, the reference) can at best guess a slot.
 
-Probe: the encoder is frozen; an MLP maps [image features, tool position] to the step and is trained by
-behaviour cloning (mean squared error) on the expert's demonstrations; the success rate is measured over
-seeded evaluation episodes and reported with its Wilson 95% interval. Encoders compared on the same
-budget: the image tower of a zoo CLIP with given weights (pre-trained on H2R frames or on the original
-human clips) and the same architecture at random initialization.
+Probe, as visual-pretraining probes commonly do: the encoder is frozen; its patch tokens (the zoo model's
+`encode_image(output_tokens=True)`) feed a small goal-conditioned spatial-softmax head (per head, an
+attention map over the token grid whose query comes from the goal, read out as the expected image
+coordinates), which with the goal and the proprioception (the tool position, as R3M's probes give it)
+feeds an MLP that outputs the step. Trained by behaviour cloning (mean squared error) on scripted expert
+demonstrations, executed with DART-style noise so the demonstrations also cover states off the expert's
+path (labels stay the clean expert step); the success rate is measured over seeded evaluation episodes,
+never seen in the demonstrations, with its Wilson 95% interval.
 
     result = run_policy_probe("h2r-clip-tiny", pretrained="runs/h2r/model.safetensors")
     result["success_rate"], result["ci95"]
@@ -17,7 +23,7 @@ human clips) and the same architecture at random initialization.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,51 +41,67 @@ from vlzoo.robotics.toyworld import BLOCK, COLOURS, TABLE
 
 __all__ = ["ReachTask", "expert_demos", "run_policy_probe", "wilson_interval"]
 
-_EYE, _TARGET = np.array([0.0, -0.35, 0.50]), np.array([0.0, 0.15, 0.0])
 _DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])  # the tool pointing at the table
+_SLOTS_X = np.array([-0.10, -0.02, 0.06])  # robot-toyworld's block slots
+_PROP_SCALE = 5.0  # tool metres → order-one inputs
 
 
 @dataclass
 class ReachTask:
-    """The reach task's world: the robot, a table and one block, rendered from the toy camera."""
+    """The reach task's world: the robot beside a table with three blocks, and the probe's camera."""
 
-    image_size: int = 96
-    steps: int = 8
+    image_size: int = 128
+    steps: int = 10
     max_step: float = 0.05
     success_radius: float = 0.03
+    camera_eye: tuple[float, float, float] = (0.0, -0.12, 0.30)
+    camera_target: tuple[float, float, float] = (-0.02, 0.16, 0.02)
+    fovy: float = 45.0
+    colours: tuple[str, ...] = field(default_factory=lambda: tuple(COLOURS))
 
     def __post_init__(self) -> None:
         self.robot = Robot(get_embodiment("franka"))
-        self.robot.set_base(np.array([0.0, 0.62, 0.0]), -math.pi / 2)  # across the table, facing the camera
+        # beside the table, facing across it: the arm comes into view from the right, above the blocks
+        self.robot.set_base(np.array([0.45, 0.10, 0.0]), math.pi)
         c = self.robot.client
         table = pb.createVisualShape(
             pb.GEOM_BOX, halfExtents=[0.6, 0.5, 0.01], rgbaColor=TABLE, physicsClientId=c
         )
         pb.createMultiBody(0, -1, table, [0, 0.15, -0.01], physicsClientId=c)
         self.blocks = {}
-        for name, rgb in COLOURS.items():
-            shape = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[BLOCK / 2] * 3, rgbaColor=(*rgb, 1.0),
-                                         physicsClientId=c)  # fmt: skip
+        for name in self.colours:
+            shape = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[BLOCK / 2] * 3,
+                                         rgbaColor=(*COLOURS[name], 1.0), physicsClientId=c)  # fmt: skip
             self.blocks[name] = pb.createMultiBody(0, -1, shape, [0, 0, -5], physicsClientId=c)
-        # a fixed camera behind and above the table (robot-toyworld's is too close for a whole arm)
-        self.camera = Camera.from_fov(self.image_size, self.image_size, 50.0, look_at(_EYE, _TARGET))
-        self.start = np.array([0.0, 0.12, 0.20])
+        self.camera = Camera.from_fov(self.image_size, self.image_size, self.fovy,
+                                      look_at(np.array(self.camera_eye), np.array(self.camera_target)))  # fmt: skip
+        self.goal_index = 0
 
     def reset(self, rng: np.random.Generator) -> np.ndarray:
-        """A new episode: a block of a random colour at a random place; the tool at the start. Returns the
-        goal (3 cm above the block)."""
+        """A new episode: three blocks of random colours in the slots, a goal colour, the tool at a random
+        start above them. Returns the goal point (5 cm above the goal block's centre)."""
+        c = self.robot.client
         for body in self.blocks.values():
-            pb.resetBasePositionAndOrientation(
-                body, [0, 0, -5], [0, 0, 0, 1], physicsClientId=self.robot.client
-            )
-        name = list(self.blocks)[int(rng.integers(len(self.blocks)))]
-        block = np.array([rng.uniform(-0.12, 0.12), rng.uniform(0.05, 0.22), BLOCK / 2])
-        pb.resetBasePositionAndOrientation(self.blocks[name], block.tolist(), [0, 0, 0, 1],
-                                           physicsClientId=self.robot.client)  # fmt: skip
+            pb.resetBasePositionAndOrientation(body, [0, 0, -5], [0, 0, 0, 1], physicsClientId=c)
+        names = rng.choice(len(self.colours), size=len(_SLOTS_X), replace=False)
+        xyz = np.stack([_SLOTS_X + rng.uniform(-0.01, 0.01, 3), 0.16 + rng.uniform(-0.01, 0.01, 3),
+                        np.full(3, BLOCK / 2)], axis=1)  # fmt: skip
+        for k, p in zip(names, xyz, strict=True):
+            pb.resetBasePositionAndOrientation(self.blocks[self.colours[k]], p.tolist(), [0, 0, 0, 1],
+                                               physicsClientId=c)  # fmt: skip
+        goal = int(rng.integers(len(_SLOTS_X)))
+        self.goal_index = int(names[goal])
         self.robot.set_arm(np.asarray(self.robot.embodiment.rest))
-        self.robot.set_opening(0.06)
-        self.move_to(self.start)
-        return block + np.array([0.0, 0.0, 0.03])
+        self.robot.set_opening(self.robot.embodiment.max_opening)
+        start = np.array([rng.uniform(-0.08, 0.08), rng.uniform(0.06, 0.10), 0.20])
+        for _ in range(2):  # from the rest pose, one IK call stops short of a far start
+            self.move_to(start)
+        return xyz[goal] + np.array([0.0, -0.01, BLOCK / 2 + 0.03])
+
+    def goal_onehot(self) -> np.ndarray:
+        onehot = np.zeros(len(self.colours), np.float32)
+        onehot[self.goal_index] = 1.0
+        return onehot
 
     def tool(self) -> np.ndarray:
         return self.robot.tool_pose()[:3, 3]
@@ -95,29 +117,37 @@ class ReachTask:
         self.move_to(self.tool() + delta)
 
     def observe(self) -> np.ndarray:
-        return render_robot(self.robot, self.camera).rgb  # the robot's world holds the table and block too
+        return render_robot(self.robot, self.camera).rgb  # the robot's world holds the table and blocks too
 
     def expert(self, goal: np.ndarray) -> np.ndarray:
-        return goal - self.tool()
+        """Straight at the goal, at most `max_step`."""
+        delta = goal - self.tool()
+        n = np.linalg.norm(delta)
+        return delta if n <= self.max_step else delta * (self.max_step / n)
 
     def close(self) -> None:
         self.robot.close()
 
 
-def expert_demos(task: ReachTask, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images [N, H, W, 3], tool positions [N, 3], expert steps [N, 3]) over `episodes` demonstrations."""
+def expert_demos(
+    task: ReachTask, episodes: int, seed: int, noise: float = 0.02
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(images [N, H, W, 3], tool positions [N, 3], goals [N, colours], expert steps [N, 3]) over
+    `episodes` demonstrations; the executed step carries Gaussian noise of `noise` metres (DART), the label
+    is the clean expert step from the state reached."""
     rng = np.random.default_rng(seed)
-    images, tools, actions = [], [], []
+    images, tools, goals, actions = [], [], [], []
     for _ in range(episodes):
         goal = task.reset(rng)
         for _ in range(task.steps):
             images.append(task.observe())
             tools.append(task.tool())
+            goals.append(task.goal_onehot())
             action = task.expert(goal)
-            n = np.linalg.norm(action)
-            actions.append(action if n <= task.max_step else action * task.max_step / n)
-            task.step(action)
-    return np.stack(images), np.stack(tools), np.stack(actions)
+            actions.append(action)
+            task.step(action + rng.normal(0.0, noise, 3) if noise else action)
+    return (np.stack(images), np.stack(tools).astype(np.float32), np.stack(goals),
+            np.stack(actions).astype(np.float32))  # fmt: skip
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -130,75 +160,130 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+class SpatialSoftmaxHead(nn.Module):
+    """Goal-conditioned spatial softmax over a frozen encoder's patch tokens, then an MLP to the step.
+
+    Each of `heads` attention maps over the token grid (keys from the tokens, query from the goal) is read
+    out as its expected (x, y) in [-1, 1]: image positions, which is what reaching needs. With no tokens
+    (`token_dim=0`) it is the image-blind reference policy on the goal and proprioception alone."""
+
+    def __init__(self, token_dim: int, goal_dim: int, heads: int = 4, key_dim: int = 32, hidden: int = 256,
+                 dropout: float = 0.2):  # fmt: skip
+        super().__init__()
+        self.heads, self.key_dim = heads, key_dim
+        self.sees = token_dim > 0
+        if self.sees:
+            self.norm = nn.LayerNorm(token_dim)
+            self.key = nn.Linear(token_dim, heads * key_dim)
+            self.query = nn.Linear(goal_dim, heads * key_dim)
+        width = 2 * heads * self.sees + goal_dim + 3
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, 3),
+        )  # fmt: skip
+
+    def keypoints(self, tokens: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """`[B, heads·2]` expected image coordinates of the goal-conditioned attention maps."""
+        b, n, _ = tokens.shape
+        side = math.isqrt(n)
+        axis = torch.linspace(-1.0, 1.0, side)
+        grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(n, 2)
+        keys = self.key(self.norm(tokens)).view(b, n, self.heads, self.key_dim)
+        query = self.query(goal).view(b, 1, self.heads, self.key_dim)
+        attn = torch.softmax((keys * query).sum(-1) / math.sqrt(self.key_dim), dim=1)  # [B, N, heads]
+        return torch.einsum("bnh,nc->bhc", attn, grid).flatten(1)
+
+    def forward(self, tokens: torch.Tensor | None, goal: torch.Tensor, tool: torch.Tensor) -> torch.Tensor:
+        parts = [goal, tool * _PROP_SCALE]
+        if self.sees:
+            parts.insert(0, self.keypoints(tokens, goal))
+        return self.mlp(torch.cat(parts, dim=1))
+
+
 @torch.no_grad()
-def _features(net: nn.Module, name: str, images: np.ndarray, batch: int = 64) -> torch.Tensor:
+def _tokens(net: nn.Module, name: str, images: np.ndarray, batch: int = 64) -> torch.Tensor:
+    """The frozen encoder's projected patch tokens `[N, tokens, D]`."""
     preprocess = get_transforms(name, train=False)
     out = []
     for i in range(0, len(images), batch):
         x = torch.stack([preprocess(Image.fromarray(im)) for im in images[i : i + batch]])
-        out.append(net.encode_image(x, normalize=True))
+        out.append(net.encode_image(x, normalize=False, output_tokens=True)[1])
     return torch.cat(out)
 
 
-def _mlp(in_dim: int, hidden: int = 256) -> nn.Module:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, 3))  # fmt: skip
+def _behaviour_cloning(head: SpatialSoftmaxHead, tokens: torch.Tensor | None, goals: torch.Tensor,
+                       tools: torch.Tensor, targets: torch.Tensor, steps: int, seed: int) -> float:  # fmt: skip
+    """MSE on the expert's steps; the tool position is jittered by 1 cm so that the MLP can't key on the
+    exact start position of each of a few dozen demonstrations (it would memorize them)."""
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
+    gen = torch.Generator().manual_seed(seed)
+    head.train()
+    loss = torch.zeros(())
+    for _ in range(steps):
+        idx = torch.randint(len(targets), (64,), generator=gen)
+        tool = tools[idx] + 0.01 * torch.randn(len(idx), 3, generator=gen)
+        loss = nn.functional.mse_loss(
+            head(None if tokens is None else tokens[idx], goals[idx], tool), targets[idx]
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    head.eval()
+    return float(loss.detach())
 
 
 def run_policy_probe(
-    model: str,
+    model: str | None,
     pretrained: str | None = None,
-    demos: int = 40,
-    episodes: int = 30,
-    train_steps: int = 1500,
+    demos: int = 60,
+    episodes: int = 50,
+    train_steps: int = 1000,
     seed: int = 0,
-    image_size: int = 96,
+    image_size: int = 128,
+    task: ReachTask | None = None,
+    demonstrations: tuple[np.ndarray, ...] | None = None,
 ) -> dict[str, Any]:
-    """Behaviour cloning on `model`'s frozen image tower (weights `pretrained`, or random when None):
-    success rate over `episodes` seeded evaluation episodes (module docstring)."""
+    """Behaviour cloning on `model`'s frozen image tower (weights `pretrained`, or its random
+    initialization drawn from `seed` when None); `model=None` is the image-blind reference. Success rate
+    over `episodes` seeded evaluation episodes (module docstring). A `task` given is reused (not closed);
+    `demonstrations` given (`expert_demos`' output for `seed`) are cloned instead of rendering them again."""
     torch.manual_seed(seed)
-    net, name = load_eval_model(model, pretrained)
-    task = ReachTask(image_size=image_size)
+    net, name = load_eval_model(model, pretrained) if model is not None else (None, "blind")
+    own = task is None
+    task = task or ReachTask(image_size=image_size)
     try:
-        images, tools, actions = expert_demos(task, demos, seed)
-        feats = _features(net, name, images)
-        # raw unit-norm features: standardizing them per dimension (they differ by ~1e-4 between frames of
-        # the tiny encoders) was tried and overfits 40 demonstrations (success 15% → 3%)
-        x = torch.cat([feats, torch.as_tensor(tools, dtype=torch.float32) * 5.0], dim=1)
-        y = torch.as_tensor(actions, dtype=torch.float32) / task.max_step
-        policy = _mlp(x.shape[1])
-        opt = torch.optim.Adam(policy.parameters(), lr=1e-3, weight_decay=1e-4)
-        gen = torch.Generator().manual_seed(seed)
-        for _ in range(train_steps):
-            idx = torch.randint(len(x), (64,), generator=gen)
-            loss = nn.functional.mse_loss(policy(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        policy.eval()
+        images, tools, goals, actions = demonstrations or expert_demos(task, demos, seed)
+        tokens = _tokens(net, name, images) if net is not None else None
+        head = SpatialSoftmaxHead(0 if tokens is None else tokens.shape[-1], goals.shape[1])
+        loss = _behaviour_cloning(head, tokens, torch.as_tensor(goals), torch.as_tensor(tools),
+                                  torch.as_tensor(actions) / task.max_step, train_steps, seed)  # fmt: skip
         rng = np.random.default_rng(10_000 + seed)  # evaluation episodes never seen in the demonstrations
         successes, distances = 0, []
         for _ in range(episodes):
-            goal = task.reset(rng)
+            goal_point = task.reset(rng)
+            goal = torch.as_tensor(task.goal_onehot())[None]
             for _ in range(task.steps):
-                f = _features(net, name, task.observe()[None])
-                obs = torch.cat([f, torch.as_tensor(task.tool()[None], dtype=torch.float32) * 5.0], dim=1)
+                seen = _tokens(net, name, task.observe()[None]) if net is not None else None
+                tool = torch.as_tensor(task.tool()[None], dtype=torch.float32)
                 with torch.no_grad():
-                    task.step(policy(obs)[0].numpy() * task.max_step)
-            d = float(np.linalg.norm(task.tool() - goal))
+                    task.step(head(seen, goal, tool)[0].numpy() * task.max_step)
+            d = float(np.linalg.norm(task.tool() - goal_point))
             distances.append(d)
             successes += d <= task.success_radius
     finally:
-        task.close()
+        if own:
+            task.close()
     return {
         "model": name,
         "pretrained": pretrained,
         "success_rate": successes / episodes,
+        "successes": successes,
         "ci95": wilson_interval(successes, episodes),
         "mean_final_distance": float(np.mean(distances)),
         "episodes": episodes,
         "demos": demos,
-        "train_loss": float(loss.detach()),
+        "train_loss": loss,
         "seed": seed,
     }
 
@@ -206,9 +291,9 @@ def run_policy_probe(
 def evaluate_policy(
     model: Any,
     pretrained: str | None = None,
-    demos: int = 40,
-    episodes: int = 30,
-    train_steps: int = 1500,
+    demos: int = 60,
+    episodes: int = 50,
+    train_steps: int = 1000,
     seed: int = 0,
     out: str | None = None,
     **_: Any,
@@ -222,7 +307,7 @@ def evaluate_policy(
     lo, hi = result["ci95"]
     print_table({"success_rate": result["success_rate"], "ci95_low": lo, "ci95_high": hi,
                  "mean_final_distance_m": result["mean_final_distance"]},
-                title=f"policy probe: reach ({result['model']}, {episodes} episodes)")  # fmt: skip
+                title=f"policy probe: reach the coloured block ({result['model']}, {episodes} episodes)")  # fmt: skip
     if out:
         write_json(result, Path(out) / "policy.json")
     return result
