@@ -174,6 +174,22 @@ def test_the_diagram_reaches_the_programs_unless_text_only(batch):
     assert text_only.generate_programs(batch, 3) == text_only.generate_programs(swapped, 3)
 
 
+def test_diagram_reliance_compares_own_and_other_diagrams_and_recall_covers_the_split(geo_toyworld):
+    from vlzoo.geometry.pipeline import alignment_recall, diagram_reliance
+
+    torch.manual_seed(0)
+    with_diagram = vz.create_model("geox-tiny", stage="align")
+    text_only = vz.create_model("geox-tiny", use_diagram=False)
+    text_only.load_state_dict(with_diagram.state_dict())
+    seen = diagram_reliance(with_diagram, geo_toyworld.parent, split="val", batch_size=8)
+    blind = diagram_reliance(text_only, geo_toyworld.parent, split="val", batch_size=8)
+    assert with_diagram.stage == "align"  # measured as instructed, handed back as it came
+    assert blind["own"] == blind["shuffled"]  # nothing to shuffle without a diagram
+    assert seen["own"] != seen["shuffled"]
+    recall = alignment_recall(with_diagram, geo_toyworld.parent, split="val")
+    assert recall["n"] == 20 and all(round(recall[k] * 20, 6).is_integer() for k in ("i2t_r1", "t2i_r1"))
+
+
 # ----------------------------------------------------------------------------------------- input
 
 

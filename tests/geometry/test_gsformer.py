@@ -111,11 +111,13 @@ def test_samplers_mask_the_cross_attention_cumulatively_at_their_layers():
         assert set(later.unique().tolist()) <= {0.0, 1.0}
         assert bool((later <= earlier).all())  # a patch dropped stays dropped
     assert torch.equal(out.image_mask, masks[-1])
-    # each layer's mask is its sampler's decision times the mask before it (same noise replayed)
+    # each layer's mask is its sampler's decision times the mask before it (same noise replayed), except
+    # the [CLS] token (the first), which no sampler drops
     torch.manual_seed(3)
     model.queries(feats)  # the vote generator draws no noise, but keep the order of the forward
     first = model.samplers["1"](feats)
-    assert torch.equal(masks[0], first)
+    assert torch.equal(masks[0][:, 1:], first[:, 1:])
+    assert bool((out.image_mask[:, 0] == 1).all())
 
 
 def test_the_loss_reaches_the_samplers_and_the_vote_generator():
@@ -150,6 +152,30 @@ def test_the_sparsity_term_alone_teaches_the_samplers_to_drop_patches():
         loss.backward()
         optimizer.step()
     assert before > 0.1 and kept() < before / 2, (before, kept())
+
+
+def test_dropping_every_patch_leaves_the_queries_the_cls_token_only():
+    """Why [CLS] is kept: with a real mask, dropping every token would shift every attention score alike and
+    attend exactly as keeping every one (softmax's shift invariance), so the losses couldn't object to the
+    sparsity term's collapse. With [CLS] kept, dropping every patch is seeing the [CLS] token only."""
+    torch.manual_seed(0)
+    feats = torch.randn(3, 9, WIDTH)
+    for keep_first in (0, 1):
+        model = tiny(vote=False, samplers=(0,), layers=2, keep_first=keep_first).eval()
+        with torch.no_grad():
+            model.samplers["0"].logits.bias.copy_(torch.tensor([50.0, -50.0]))  # every patch dropped
+            dropped = model.query_output(feats)
+            assert bool((dropped.image_mask[:, keep_first:] == 0).all())
+            model.samplers["0"].logits.bias.copy_(torch.tensor([-50.0, 50.0]))  # every patch kept
+            kept = model.query_output(feats).query_states
+            cls_only = feats.clone()
+            cls_only[:, 1:] = feats[:, :1]  # attending to [CLS] alone = every token being [CLS]
+            only_cls = model.query_output(cls_only).query_states
+        if keep_first:
+            assert not torch.allclose(dropped.query_states, kept, atol=1e-3)
+            assert torch.allclose(dropped.query_states, only_cls, atol=1e-4)
+        else:  # without it, dropping everything changes nothing: the collapse the losses can't see
+            assert torch.allclose(dropped.query_states, kept, atol=1e-4)
 
 
 def test_sampler_layers_must_exist_and_precede_a_cross_attention():

@@ -21,7 +21,14 @@ from vlzoo.core.weights import save
 from vlzoo.geometry.geox import STAGES
 from vlzoo.geometry.program import choose_answer
 
-__all__ = ["PipelineBudget", "answer_accuracy", "train_pipeline", "train_stage"]
+__all__ = [
+    "PipelineBudget",
+    "alignment_recall",
+    "answer_accuracy",
+    "diagram_reliance",
+    "train_pipeline",
+    "train_stage",
+]
 
 
 @dataclass
@@ -188,4 +195,60 @@ def answer_accuracy(
         "top1_diagram": rate("top1", diagram),
         "top1_text": rate("top1", [r for r in rows if not r["needs_diagram"]]),
         "rows": rows,
+    }
+
+
+def _test_loader(model: torch.nn.Module, data_dir: str | Path, split: str, batch_size: int):
+    from vlzoo.core.train import ImageTextDataModule
+
+    data = ImageTextDataModule(
+        data="geo-toyworld",
+        data_dir=str(data_dir),
+        model=model.vlzoo_name,
+        batch_size=batch_size,
+        num_workers=0,
+    )
+    if split == "test":
+        data.setup("test")
+        return data.test_dataloader()
+    data.setup("fit")
+    return data.val_dataloader() if split == "val" else data.train_dataloader()
+
+
+@torch.no_grad()
+def diagram_reliance(
+    model: torch.nn.Module, data_dir: str | Path, split: str = "test", batch_size: int = 32
+) -> dict[str, float]:
+    """Whether an instruction-tuned model reads its diagrams: the program loss (teacher-forced, mean over
+    batches) with each problem's own diagram and with the diagrams rolled by one within each batch (another
+    problem's figure, same questions). Equal losses: the diagram never reaches the programs."""
+    was = model.stage
+    model.set_stage("instruct")
+    model.eval()
+    own, other = [], []
+    try:
+        for batch in _test_loader(model, data_dir, split, batch_size):
+            own.append(float(model(batch)["loss"]))
+            other.append(float(model({**batch, "image": batch["image"].roll(1, dims=0)})["loss"]))
+    finally:
+        model.set_stage(was)
+    return {"own": sum(own) / len(own), "shuffled": sum(other) / len(other)}
+
+
+@torch.no_grad()
+def alignment_recall(model: torch.nn.Module, data_dir: str | Path, split: str = "test") -> dict[str, float]:
+    """Diagram ↔ formal-description retrieval in GS-Former's ITC space over a whole split (R@1 each way, with
+    chance = 1 / n): whether alignment taught the queries what the diagrams show."""
+    model.eval()
+    images, texts = [], []
+    for batch in _test_loader(model, data_dir, split, 64):
+        image, text = model.retrieval_features(batch)
+        images.append(image)
+        texts.append(text)
+    sim = torch.cat(images) @ torch.cat(texts).T
+    target = torch.arange(len(sim))
+    return {
+        "n": len(sim),
+        "i2t_r1": float((sim.argmax(1) == target).float().mean()),
+        "t2i_r1": float((sim.argmax(0) == target).float().mean()),
     }
