@@ -7,14 +7,13 @@ them with one process holding the whole batch. The same function builds the glob
 
 from __future__ import annotations
 
-import datetime
 import os
-import sys
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from helpers.gloo import gloo_group
 from vlzoo.medical.conceptclip import ConceptAlignLoss
 
 IMAGES_PER_RANK = 3
@@ -86,19 +85,7 @@ def run_case(name: str, rank: int | None, world_size: int) -> dict[str, torch.Te
 
 
 def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
+    with gloo_group(rank, world_size, port):
         results = {name: run_case(name, rank, world_size) for name in CASES}
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
         dist.barrier()
-    finally:
-        dist.destroy_process_group()

@@ -3,13 +3,12 @@ torch.multiprocessing; in its own module so that spawned children can import it 
 
 from __future__ import annotations
 
-import datetime
 import os
-import sys
 
 import torch
 import torch.distributed as dist
 
+from helpers.gloo import gloo_group
 from vlzoo.core.losses import CMPMLoss
 
 LOCAL_BATCH = 3
@@ -40,20 +39,8 @@ def run(inputs: dict[str, torch.Tensor], rank: int | None, world_size: int) -> d
 
 
 def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
+    with gloo_group(rank, world_size, port):
         sl = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         inputs = {k: v[sl] for k, v in global_inputs(world_size).items()}
         torch.save(run(inputs, rank, world_size), os.path.join(out_dir, f"rank{rank}.pt"))
         dist.barrier()
-    finally:
-        dist.destroy_process_group()

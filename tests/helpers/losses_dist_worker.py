@@ -8,14 +8,13 @@ gradients; the parent process compares them with a single-process run on the glo
 
 from __future__ import annotations
 
-import datetime
 import os
-import sys
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from helpers.gloo import gloo_group
 from vlzoo.core.distributed import all_gather_features, get_rank, get_world_size
 from vlzoo.core.losses import (
     ChunkedClipLoss,
@@ -124,21 +123,9 @@ def check_helpers(rank: int, world_size: int) -> dict[str, torch.Tensor]:
 
 
 def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
+    with gloo_group(rank, world_size, port):
         assert get_rank() == rank and get_world_size() == world_size
         results = run_cases(local_slice(global_inputs(world_size), rank), world_size, rank)
         results["helpers"] = check_helpers(rank, world_size)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
         dist.barrier()
-    finally:
-        dist.destroy_process_group()

@@ -4,14 +4,13 @@ images, captions and hard-negative captions and saves its NegCLIP loss and gradi
 
 from __future__ import annotations
 
-import datetime
 import os
-import sys
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from helpers.gloo import gloo_group
 from vlzoo.core.losses import NegClipLoss
 
 LOCAL_BATCH = 3
@@ -41,17 +40,7 @@ def loss_and_grads(inputs: dict[str, torch.Tensor], **options) -> dict[str, torc
 
 
 def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
+    with gloo_group(rank, world_size, port):
         rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         inputs = {k: (v if v.ndim == 0 else v[rows]) for k, v in global_inputs(world_size).items()}
         results = {
@@ -60,5 +49,3 @@ def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         }
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
         dist.barrier()
-    finally:
-        dist.destroy_process_group()

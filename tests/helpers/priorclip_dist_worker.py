@@ -6,14 +6,13 @@ gradients, which the parent compares with one process computing the loss on the 
 
 from __future__ import annotations
 
-import datetime
 import os
-import sys
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from helpers.gloo import gloo_group
 from vlzoo.remote_sensing.priorclip import AttributionLoss
 
 LOCAL_BATCH = 4
@@ -66,21 +65,9 @@ def single_process_results(world_size: int) -> dict[str, dict[str, torch.Tensor]
 
 
 def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
+    with gloo_group(rank, world_size, port):
         inputs = global_inputs(world_size)
         rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         local = {k: (v if v.dim() == 0 else v[rows]) for k, v in inputs.items()}
         torch.save(run_cases(local, single_process=False), os.path.join(out_dir, f"rank{rank}.pt"))
         dist.barrier()
-    finally:
-        dist.destroy_process_group()

@@ -154,20 +154,9 @@ def answer_accuracy(
 ) -> dict[str, Any]:
     """GeoX's protocol on a geo-toyworld split: top-1 (the best beam's choice) and top-k (the first beam that
     executes to a choice), overall and on the questions that need the diagram; plus the generated programs."""
-    from vlzoo.core.train import ImageTextDataModule
-
-    # The preprocessing of the registered model: a stage or an ablation changes no transform or tokenizer.
-    data = ImageTextDataModule(
-        data="geo-toyworld",
-        data_dir=str(data_dir),
-        model=model.vlzoo_name,
-        batch_size=batch_size,
-        num_workers=0,
-    )
-    data.setup("test")
     model.eval()
     rows: list[dict[str, Any]] = []
-    for batch in data.test_dataloader():
+    for batch in _test_loader(model, data_dir, split, batch_size):
         programs = model.generate_programs(batch, num_beams=num_beams)
         for i, beams in enumerate(programs):
             numbers, choices = batch["numbers"][i], batch["choice_values"][i]
@@ -199,6 +188,8 @@ def answer_accuracy(
 
 
 def _test_loader(model: torch.nn.Module, data_dir: str | Path, split: str, batch_size: int):
+    """Batches of a geo-toyworld split as the datamodule serves them, with the registered model's preprocessing
+    (a stage or an ablation changes no transform or tokenizer)."""
     from vlzoo.core.train import ImageTextDataModule
 
     data = ImageTextDataModule(
