@@ -19,6 +19,21 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("VLZOO_HOME", str(tmp_path_factory.mktemp("vlzoo_home")))
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (a module opts in with `pytestmark = pytest.mark.usefixtures(...)`).
+
+    Tiny models and probes (tens of features, hundreds of rows, one token at a time) gain nothing from a
+    second thread: each op's OpenMP fork-join costs more than its arithmetic, and on a busy machine a parallel
+    region waits a scheduler slice for its second thread (~20 ms per L-BFGS step instead of 0.3 ms)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TINY_VOCAB = [
     "[PAD]",
     "[UNK]",

@@ -10,13 +10,7 @@ import torch.nn.functional as F
 from vlzoo.core.errors import ConfigError, DataError
 from vlzoo.core.towers import TINY_LLAMA, CausalLM, CausalLMConfig, register_hf_config, structure_only
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,7 @@ import torch.nn.functional as F
 from vlzoo.core.errors import ConfigError
 from vlzoo.core.eval import DEFAULT_WEIGHT_DECAYS, fit_logistic_regression, linear_probe
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These probes are tiny (hundreds of rows): each op's OpenMP fork-join costs more than its work, and
-    on a loaded machine a parallel region waits a scheduler slice for its second thread (~20 ms per
-    L-BFGS step instead of 0.3 ms). One thread keeps the file fast wherever it runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n_per_class: int, n_classes: int, dim: int, spread: float, seed: int):

@@ -13,12 +13,7 @@ from vlzoo.core.towers import CausalLM, CausalLMConfig
 VOCAB, EOS, PAD = 30, 2, 0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

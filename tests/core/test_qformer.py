@@ -12,12 +12,7 @@ from vlzoo.core.models import QFormer, QFormerConfig
 CLS, SEP, DEC, FIRST_WORD, CLASSES, WIDTH = 1, 2, 3, 4, 4, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**kw) -> QFormerConfig:

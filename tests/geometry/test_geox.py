@@ -14,13 +14,7 @@ from vlzoo.geometry.geox import STAGES
 from vlzoo.geometry.program import OPERATORS, program_arity_ok
 from vlzoo.geometry.tokenizer import GeometryTokenizer, ProgramGrammar
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,7 @@ from vlzoo.geometry.gsformer import GSFormer, GSFormerConfig, GumbelSampler
 CLS, SEP, DEC, FIRST_WORD, CLASSES, WIDTH = 1, 2, 3, 4, 4, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(

@@ -24,15 +24,7 @@ from vlzoo.remote_sensing.rs_m_clip import (
     teacher_temperature,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 64-wide models gain little from a second thread, and on a busy machine OpenMP's spinning threads slow
-    # them down tenfold; one thread keeps each test's time what its arithmetic costs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # A smaller head than the tiny recipe's keeps these unit tests fast; the recipe's own is trained below.

@@ -28,13 +28,7 @@ CORPUS = [c for image in CAPTIONS for c in image] + [
 BEAMS, MAX_NEW = 2, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # A 32-wide model decodes one token at a time: thread hand-offs would cost more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train_sentencepiece(root: Path) -> Path:
