@@ -16,16 +16,22 @@ unlike images/s it hardly depends on what else the machine runs.
 Before timing, the outputs are checked equal: with the evaluation transform (deterministic) every loader
 must give the same multiset of (image tensor, token ids) over an epoch.
 
+`--stages` first prints what each stage costs in this one process (CPU µs per sample, the least of three
+passes): the shards' tar walk and grouping alone, a whole read of the shards (walk, shuffle buffer, parse,
+decode) and of the folder (file read, decode), and the collation (transform, tokenization) both share.
+
 `--jpeg N` adds a second measurement: N toyworld scenes drawn at `--jpeg-size` pixels and stored as JPEGs
 (quality 90), read from shards with and without `jpeg_draft` (1.25 × the model's input size): the images/s
 of a full decode against a DCT-scaled one, and how far the drafted images are from the full ones after the
 (evaluation) transform.
 
 `cached` is `ShardSource(cache_decoded=...)`: its untimed first epoch fills each worker's cache of decoded
-images, so its timed epochs (the second and later) show what the cache saves.
+images, so its timed epochs (the second and later) show what the cache saves. `folder cached` is the folder
+source with `cache_decoded`: shuffled indices reach either worker, so each worker's cache fills over several
+epochs (half its images hit in the second epoch, three quarters in the third, ...).
 
-    python benchmarks/dataloading.py                       # 3072 images, 2 workers, 3 repeats
-    python benchmarks/dataloading.py --images 1000 --repeats 1
+    python benchmarks/dataloading.py                       # 3072 images, 2 workers, 5 repeats
+    python benchmarks/dataloading.py --images 1000 --repeats 1 --stages
     python benchmarks/dataloading.py --images 1024 --jpeg 512       # and JPEG draft decoding
 """
 
@@ -59,6 +65,7 @@ from vlzoo.core.data import (
     write_shards,
     write_toyworld,
 )
+from vlzoo.core.data.shards import shard_items
 
 SHUFFLE_BUFFER = 1000
 
@@ -147,6 +154,12 @@ def vlzoo_loaders(folder, shards, collate, args) -> dict[str, DataLoader]:
             args.batch,
             **common,
         ),
+        "folder_cached": DataLoader(
+            KarpathySplits(folder.path, "train", captions="first", cache_decoded=len(folder)),
+            args.batch,
+            shuffle=True,
+            **common,
+        ),
     }
 
 
@@ -196,6 +209,44 @@ def jpeg_draft_figures(tmp: Path, cfg, tokenizer, transforms, args) -> None:
     print(f"  {'ratio draft/full:':42s} {drafted / full:8.2f}")
 
 
+def stage_costs(folder, shards: list[Path], collate) -> None:
+    """CPU µs per sample of each stage, in this process (see the module docstring)."""
+    paths = [str(p) for p in shards]
+    samples = [folder[i] for i in range(len(folder))]
+
+    def walk() -> None:
+        for path in paths:
+            for _ in shard_items(path):
+                pass
+
+    def read_shards() -> None:
+        for _ in ShardSource(paths, shuffle_buffer=SHUFFLE_BUFFER):
+            pass
+
+    def read_folder() -> None:
+        for i in torch.randperm(len(folder)).tolist():
+            folder[i]
+
+    def collation() -> None:
+        for start in range(0, len(samples), 128):
+            collate(samples[start : start + 128])
+
+    stages = {
+        "shards: tar walk and grouping": walk,
+        "shards: read (walk, buffer, parse, decode)": read_shards,
+        "folder: read (open, decode)": read_folder,
+        "both: collate (transform, tokenize)": collation,
+    }
+    print(f"stages (CPU µs per sample, one process, the least of 3 passes over {len(folder)} samples):")
+    for name, stage in stages.items():
+        costs = []
+        for _ in range(3):
+            start = time.process_time()
+            stage()
+            costs.append((time.process_time() - start) / len(folder) * 1e6)
+        print(f"  {name + ':':42s} {min(costs):8.1f}")
+
+
 def round_images(args) -> int:
     """open_clip drops each worker's partial last batch in training: give every worker whole shards and whole
     batches, so that all loaders read every image exactly once."""
@@ -213,8 +264,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=3072)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--shard-count", type=int, default=256, help="samples per shard")
+    parser.add_argument("--stages", action="store_true", help="first print each stage's CPU cost")
     parser.add_argument("--jpeg", type=int, default=0, help="also time JPEG draft decoding on this many")
     parser.add_argument("--jpeg-size", type=int, default=448, help="side of those JPEGs, in pixels")
     args = parser.parse_args()
@@ -233,6 +285,9 @@ def main() -> None:
             f"toyworld: {images} PNGs written in {written - start:.1f} s; {len(shards)} shards in "
             f"{time.perf_counter() - written:.1f} s ({sum(p.stat().st_size for p in shards) / 1e6:.1f} MB)"
         )
+
+        if args.stages:
+            stage_costs(folder, shards, ImageTextCollator(transforms[True], tokenizer))
 
         def loaders(train: bool) -> dict[str, Iterable]:
             transform = transforms[train]
@@ -279,6 +334,7 @@ def report(rates: dict[str, list[float]], cpus: dict[str, list[float]], images: 
         "shards": "shards (ShardSource)",
         "open_clip": "open_clip (get_wds_dataset)",
         "cached": "shards, decoded-image cache (2nd+ epoch)",
+        "folder_cached": "folder, decoded-image cache (2nd+ epoch)",
     }
     for name, label in labels.items():
         print(f"  {label + ':':42s} {rate[name]:8.0f} images/s {cpu[name]:8.0f} CPU µs/image")
@@ -286,6 +342,7 @@ def report(rates: dict[str, list[float]], cpus: dict[str, list[float]], images: 
         ("shards", "open_clip"): 1.2,
         ("shards", "folder"): 1.0,
         ("cached", "shards"): None,
+        ("folder_cached", "folder"): None,
     }.items():
         print(
             f"  {f'ratio {a}/{b}:':42s} {rate[a] / rate[b]:8.2f} images/s {cpu[b] / cpu[a]:8.2f} (1/CPU per image)"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
+import vlzoo.core.data.shards as shards_module
 from vlzoo.core.data import (
     CsvPairs,
     KarpathySplits,
@@ -106,6 +107,18 @@ def test_shuffling_changes_the_order_reproducibly(shards):
     assert first != plain
     assert first == again
     assert next_epoch != first
+
+
+def test_the_shuffle_buffer_holds_bytes_and_images_are_decoded_as_they_leave_it(shards, monkeypatch):
+    decoded: list[str] = []
+    real = shards_module.decode_member
+    monkeypatch.setattr(shards_module, "decode_member", lambda *a: decoded.append(a[2]) or real(*a))
+    samples = iter(ShardSource(shards, shuffle_buffer=16, seed=1))
+    first = next(samples)
+    assert len(decoded) == 1 and decoded[0].endswith(f"#{first['__key__']}.png")  # not the 16 buffered
+    rest = list(samples)
+    assert len(decoded) == N == 1 + len(rest)
+    assert sorted(s["id"] for s in [first, *rest]) == [f"train/{i:06d}" for i in range(N)]
 
 
 def test_resampled_epochs_have_the_requested_length(shards):

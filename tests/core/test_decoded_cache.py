@@ -1,8 +1,10 @@
 """The decoded-image cache: bounded, least recently used out first, copies out; `ShardSource(cache_decoded=)`
-serves the second epoch from it with images equal to decoding them again."""
+and the folder sources' `cache_decoded` serve the second epoch from it with images equal to decoding them
+again."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from PIL import Image
 
 import vlzoo.core.data.shards as shards_module
+import vlzoo.core.data.sources as sources_module
 from vlzoo.core import get_model_config
 from vlzoo.core.data import (
     DecodedImageCache,
@@ -22,6 +25,7 @@ from vlzoo.core.data import (
     write_shards,
     write_toyworld,
 )
+from vlzoo.core.errors import DataError
 
 N = 12
 
@@ -98,3 +102,55 @@ def test_a_recipe_turns_the_cache_and_the_jpeg_draft_on_through_data_options(sha
     )
     assert source.cache_decoded == 8 and source.jpeg_draft == (64, 32)
     assert build_source(pattern, "webdataset", "train", "first", {}).cache_decoded == 0  # off by default
+
+
+# ------------------------------------------------------------------------------------ folder sources
+
+
+@pytest.fixture(scope="module")
+def toy_json(shards) -> Path:
+    return shards[0].parent / "toy" / "toyworld.json"
+
+
+def _folder_epoch(source) -> dict[str, torch.Tensor]:
+    transform = build_transform(get_model_config("clip-vit-tiny").vision, train=False)
+    return {s["id"]: transform(s["image"]) for s in (source[i] for i in range(len(source)))}
+
+
+def test_a_folder_source_decodes_each_image_once_with_the_cache(toy_json, monkeypatch):
+    decoded = []
+    real = sources_module.decode_image
+    monkeypatch.setattr(sources_module, "decode_image", lambda *a: decoded.append(str(a[0])) or real(*a))
+    plain = _folder_epoch(KarpathySplits(toy_json, "train", captions="first"))
+    assert len(decoded) == N
+    cached = KarpathySplits(toy_json, "train", captions="first", cache_decoded=N)
+    first, second = _folder_epoch(cached), _folder_epoch(cached)
+    assert len(decoded) == 2 * N and len(set(decoded[N:])) == N  # each image decoded once, in epoch one
+    assert (cached.image_cache().hits, cached.image_cache().misses) == (N, N)
+    assert first.keys() == second.keys() == plain.keys()
+    assert all(torch.equal(plain[k], first[k]) and torch.equal(plain[k], second[k]) for k in plain)
+    assert KarpathySplits(toy_json, "train").image_cache() is None  # off by default
+
+
+def test_a_folder_cache_keeps_captions_drawn_per_access_and_stays_in_its_process(toy_json):
+    source = KarpathySplits(toy_json, "train", captions="random", cache_decoded=2)
+    texts = {source[0]["text"] for _ in range(40)}  # toyworld images have several captions
+    assert len(texts) > 1 and source.image_cache().hits == 39 and len(source.image_cache()) == 1
+    copy = pickle.loads(pickle.dumps(source))  # as a spawned DataLoader worker receives it
+    assert copy.image_cache() is not source.image_cache() and len(copy.image_cache()) == 0
+    with pytest.raises(DataError, match=r"toyworld\.json: cache_decoded must be ≥ 0"):
+        KarpathySplits(toy_json, "train", cache_decoded=-1)
+
+
+@pytest.mark.parametrize("kind", ["karpathy", "jsonl"])
+def test_a_recipe_turns_the_folder_cache_on_through_data_options(toy_json, tmp_path, kind):
+    check_data_options([kind], {"cache_decoded": 4, "image_root": str(toy_json.parent)})  # known keys pass
+    path = toy_json
+    if kind == "jsonl":  # the same images as an open_clip-style JSONL of pairs
+        path = tmp_path / "pairs.jsonl"
+        path.write_text('{"image": "train/000000.png", "text": "a caption"}\n')
+    source = build_source(
+        str(path), kind, "train", "first", {"cache_decoded": 4, "image_root": str(toy_json.parent)}
+    )
+    assert source.cache_decoded == 4
+    assert build_source(str(path), kind, "train", "first", {}).image_cache() is None  # off by default

@@ -149,5 +149,6 @@ def test_numbers_and_checksums_agree_with_tarfile():
     total = sum(b - 256 if b > 127 else b for b in header[:148] + b" " * 8 + header[156:])
     signed[148:156] = b"%06o\0 " % (total & 0o777777) if total >= 0 else b"-%05o\0 " % -total
     assert total in tarfile.calc_chksums(bytes(signed)) and _checksum_ok(bytes(signed))
-    for block in (bytes(512), b"\xff" * 512, os.urandom(512), bytes(range(256)) * 2):
+    ascii_edge = (b"\x7f" * 512, b"\x7f" * 511 + b"\x80")  # the most an ASCII block sums to, and one over
+    for block in (bytes(512), b"\xff" * 512, os.urandom(512), bytes(range(256)) * 2, *ascii_edge):
         assert _byte_sum(block) == sum(block)

@@ -10,7 +10,8 @@ lasts across epochs only with `persistent_workers=True` (a fresh worker starts e
 from __future__ import annotations
 
 import collections
-from collections.abc import Hashable
+import os
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -53,9 +54,37 @@ class DecodedImageCache:
         self.hits += 1
         return copy_image(image)
 
+    def get_or_decode(self, key: Hashable, decode: Callable[[], Any]) -> Any:
+        """The image cached under `key`, else `decode()`'s, kept for next time."""
+        image = self.get(key)
+        if image is None:
+            image = decode()
+            self.put(key, image)
+        return image
+
     def put(self, key: Hashable, image: Any) -> None:
         """Keep a copy of `image` (the caller's own may be changed by its transform)."""
         self._items[key] = copy_image(image)
         self._items.move_to_end(key)
         if len(self._items) > self.max_items:
             self._items.popitem(last=False)
+
+
+class ProcessImageCache:
+    """The `DecodedImageCache` of the process that reads, made on its first use there: a source copied into
+    a DataLoader worker (forked, or pickled) gets a cache of its own, empty, instead of sharing a parent's."""
+
+    def __init__(self) -> None:
+        self._cache: DecodedImageCache | None = None
+        self._pid: int | None = None
+
+    def get(self, max_items: int) -> DecodedImageCache | None:
+        """This process's cache of `max_items` images; None when `max_items` is 0 (no caching)."""
+        if max_items < 1:
+            return None
+        if self._cache is None or self._pid != os.getpid() or self._cache.max_items != max_items:
+            self._cache, self._pid = DecodedImageCache(max_items), os.getpid()
+        return self._cache
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_cache": None, "_pid": None}  # decoded images don't travel to another process

@@ -183,6 +183,7 @@ def _csv(sep: str) -> SourceBuilder:
             caption_key=options.get("caption_key") or "title",
             sep=sep,
             image_root=options.get("image_root"),
+            cache_decoded=int(options.get("cache_decoded", 0)),
         )
 
     return build
@@ -195,6 +196,7 @@ def _jsonl(path: str, split: str, captions: str, options: Mapping[str, Any]) -> 
         caption_key=options.get("caption_key") or "text",
         captions="all" if captions == "all" else "first",
         image_root=options.get("image_root"),
+        cache_decoded=int(options.get("cache_decoded", 0)),
     )
 
 
@@ -204,6 +206,7 @@ def _karpathy(path: str, split: str, captions: str, options: Mapping[str, Any]) 
         split=split,
         captions=captions,  # type: ignore[arg-type]
         image_root=options.get("image_root"),
+        cache_decoded=int(options.get("cache_decoded", 0)),
     )
 
 
@@ -228,10 +231,11 @@ def _size_or_none(value: Any) -> int | tuple[int, int] | None:
 
 # decoded images kept per process (LRU) for small scene sets; PIL's JPEG draft size for large JPEGs
 SHARD_OPTIONS = ("cache_decoded", "jpeg_draft")
-IMAGE_ROOT = ("image_root",)  # image paths resolve against it instead of the index file's folder
-register_data_kind("csv", _csv(","), suffixes=(".csv",), options=IMAGE_ROOT)
-register_data_kind("tsv", _csv("\t"), suffixes=(".tsv",), options=IMAGE_ROOT)
-register_data_kind("jsonl", _jsonl, suffixes=(".jsonl",), options=IMAGE_ROOT)
-register_data_kind("karpathy", _karpathy, suffixes=(".json",), has_splits=True, options=IMAGE_ROOT)
+# image paths resolve against `image_root` instead of the index file's folder; decoded images kept per process
+FOLDER_OPTIONS = ("image_root", "cache_decoded")
+register_data_kind("csv", _csv(","), suffixes=(".csv",), options=FOLDER_OPTIONS)
+register_data_kind("tsv", _csv("\t"), suffixes=(".tsv",), options=FOLDER_OPTIONS)
+register_data_kind("jsonl", _jsonl, suffixes=(".jsonl",), options=FOLDER_OPTIONS)
+register_data_kind("karpathy", _karpathy, suffixes=(".json",), has_splits=True, options=FOLDER_OPTIONS)
 register_data_kind("webdataset", _webdataset, options=SHARD_OPTIONS)
 register_generated_dataset("toyworld", write_toyworld, "toyworld.json", kind="karpathy")
