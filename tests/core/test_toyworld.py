@@ -18,7 +18,7 @@ from vlzoo.core.data import (
     write_toyworld,
     write_toyworld_classes,
 )
-from vlzoo.core.data.toyworld import COLOURS, INVERSE, SHAPES
+from vlzoo.core.data.toyworld import CHANGES, COLOURS, INVERSE, SHAPES
 
 _REL = {
     "above": "above", "on top of": "above", "over": "above",
@@ -134,6 +134,35 @@ def test_images_come_in_colour_sharing_pairs_that_differ_otherwise():
         assert [o["colour"] for o in a["objects"]] == [o["colour"] for o in b["objects"]]
         described = lambda s: ([(o["shape"], o["size"]) for o in s["objects"]], s["relation"])  # noqa: E731
         assert described(a) != described(b)
+
+
+def changed(a: dict, b: dict) -> str:
+    """What differs between two scenes of a pair, read from their records."""
+    (a0, a1), (b0, b1) = a["objects"], b["objects"]
+    if a["relation"] != b["relation"]:
+        return "relation"
+    if (a0["size"], a1["size"]) != (b0["size"], b1["size"]):
+        return "size"
+    return "swap" if (a0["shape"], a1["shape"]) == (b1["shape"], b0["shape"]) else "shape"
+
+
+def test_each_pair_records_the_one_change_that_tells_its_images_apart(tmp_path):
+    world = ToyWorld("test", 200, seed=0)
+    index = json.loads(write_toyworld(tmp_path, n_train=0, n_val=0, n_test=200).read_text())["images"]
+    seen = []
+    for pair in range(100):
+        a, b = world[2 * pair]["scene"], world[2 * pair + 1]["scene"]
+        change = world.change(2 * pair)
+        assert change == world.change(2 * pair + 1) == changed(a, b)
+        assert index[2 * pair]["change"] == index[2 * pair + 1]["change"] == change
+        if change == "relation":  # the same objects with the relation reversed
+            assert b["relation"] == INVERSE[a["relation"]]
+            assert [o["shape"] for o in a["objects"]] == [o["shape"] for o in b["objects"]]
+        if change == "swap":
+            assert a["objects"][0]["shape"] != a["objects"][1]["shape"]
+        seen.append(change)
+    assert set(seen) == set(CHANGES)
+    assert 30 <= seen.count("shape") <= 50  # drawn with p = 0.4, and in place of a swap of equal shapes
 
 
 def test_bag_of_colours_is_above_chance_and_far_from_solving_it():

@@ -10,7 +10,8 @@ relation ("a small red circle above a large blue square" / "... below ..."), so 
   pair of images is drawn from its own seed, so sample i doesn't need samples 0..i-1).
 - `write_toyworld(root, ...)`: the same samples as PNG files plus a Karpathy split JSON (read it with
   `KarpathySplits`); each image entry also carries its `"scene"` record (shapes, colours, sizes, centres),
-  its `"pair"` and its distractor's captions as `"negative_texts"` (hard negatives for `NegClipLoss`).
+  its `"pair"`, what tells it from its distractor (`"change"`, one of `CHANGES`) and the distractor's
+  captions as `"negative_texts"` (hard negatives for `NegClipLoss`).
 - `write_toyworld_classes(root, ...)`: a classification view in `root/<class>/<image>` layout
   (`ImageFolderClasses`), for zero-shot prompts such as "a photo of a {}".
 
@@ -49,6 +50,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES = ("circle", "square", "triangle", "cross")
 SIZES = {"small": 0.10, "large": 0.18}  # half-extent as a fraction of the image side
 RELATIONS = ("above", "below", "left of", "right of")
+# What tells an image from its distractor: a shape changed, the two shapes swapped, a size, or the relation.
+CHANGES = ("shape", "swap", "size", "relation")
 INVERSE = {"above": "below", "below": "above", "left of": "right of", "right of": "left of"}
 BACKGROUND = (45, 45, 50)
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
@@ -116,10 +119,11 @@ def _random_attributes(rng: np.random.Generator) -> tuple[list[dict[str, str]], 
 
 def _distractor_attributes(
     objects: list[dict[str, str]], relation: str, rng: np.random.Generator
-) -> tuple[list[dict[str, str]], str]:
-    """Same two colours, one change a colour-only reader can't see: a shape, a swap, a size or the relation."""
+) -> tuple[list[dict[str, str]], str, str]:
+    """Same two colours, one change a colour-only reader can't see: a shape, a swap, a size or the relation.
+    Returns the distractor's objects, its relation and which `CHANGES` it is."""
     objects = [dict(o) for o in objects]
-    change = rng.choice(["shape", "swap", "size", "relation"], p=[0.4, 0.2, 0.2, 0.2])
+    change = rng.choice(CHANGES, p=[0.4, 0.2, 0.2, 0.2])
     if change == "swap" and objects[0]["shape"] == objects[1]["shape"]:
         change = "shape"
     if change == "shape":
@@ -132,7 +136,7 @@ def _distractor_attributes(
         o["size"] = "small" if o["size"] == "large" else "large"
     else:
         relation = INVERSE[relation]
-    return objects, str(relation)
+    return objects, str(relation), str(change)
 
 
 def _place(objects: list[dict[str, str]], relation: str, size: int, rng: np.random.Generator) -> Scene:
@@ -155,13 +159,13 @@ def _place(objects: list[dict[str, str]], relation: str, size: int, rng: np.rand
             return Scene((a, b), relation)
 
 
-def _scene_pair(seed: int, split: str, pair: int, size: int) -> tuple[Scene, Scene, np.random.Generator]:
+def _scene_pair(seed: int, split: str, pair: int, size: int) -> tuple[Scene, Scene, str, np.random.Generator]:
     rng = np.random.default_rng([seed, _split_id(split), pair])
     objects, relation = _random_attributes(rng)
     first = _place(objects, relation, size, rng)
-    objects2, relation2 = _distractor_attributes(objects, relation, rng)
+    objects2, relation2, change = _distractor_attributes(objects, relation, rng)
     second = _place(objects2, relation2, size, rng)
-    return first, second, rng
+    return first, second, change, rng
 
 
 def _split_id(split: str) -> int:
@@ -253,14 +257,14 @@ class ToyWorld(Dataset):
             )
         self.split, self.n, self.image_size, self.seed = split, n, image_size, seed
         self.captions, self.captions_per_image = captions, captions_per_image
-        self._last_pair: tuple[int, Any, Any, Any] | None = None
+        self._last_pair: tuple[int, Any, Any, Any, str] | None = None
 
     def __len__(self) -> int:
         return self.n * (self.captions_per_image if self.captions == "each" else 1)
 
     def generate(self, index: int) -> tuple[np.ndarray, Scene, list[str]]:
         """Pixels, scene record and captions of image `index`."""
-        images, scenes, texts = self._pair(index)
+        images, scenes, texts, _ = self._pair(index)
         k = index % 2
         return images[k].copy(), scenes[k], list(texts[k])
 
@@ -270,18 +274,22 @@ class ToyWorld(Dataset):
         texts = self._pair(index)[2]
         return list(texts[1 - index % 2]) if index ^ 1 < self.n else []
 
-    def _pair(self, index: int) -> tuple[Any, Any, Any]:
+    def change(self, index: int) -> str:
+        """What tells image `index` from its distractor: one of `CHANGES`, the same for both images of a pair."""
+        return self._pair(index)[3]
+
+    def _pair(self, index: int) -> tuple[Any, Any, Any, str]:
         if not 0 <= index < self.n:
             raise IndexError(f"toyworld {self.split}: index {index} out of range(0, {self.n})")
         pair = index // 2
         if self._last_pair is None or self._last_pair[0] != pair:  # sequential reads render each pair once
-            first, second, rng = _scene_pair(self.seed, self.split, pair, self.image_size)
+            first, second, change, rng = _scene_pair(self.seed, self.split, pair, self.image_size)
             images = (render(first, self.image_size, rng), render(second, self.image_size, rng))
             texts = (
                 captions_for(first, rng, self.captions_per_image),
                 captions_for(second, rng, self.captions_per_image),
             )
-            self._last_pair = (pair, images, (first, second), texts)
+            self._last_pair = (pair, images, (first, second), texts, change)
         return self._last_pair[1:]
 
     def __getitem__(self, index: int) -> Sample:
@@ -335,6 +343,7 @@ def write_toyworld(
                     "split": split,
                     "imgid": f"{split}/{i:06d}",
                     "pair": i // 2,  # an image and its distractor: a hard-negative group
+                    "change": world.change(i),  # what tells them apart: pair scores break down by it
                     "captions": texts,
                     # the distractor's captions: hard negatives for NegCLIP's loss (`NegClipLoss`)
                     "negative_texts": world.distractor_captions(i),

@@ -38,6 +38,9 @@ class VisionTowerConfig:
     )
     head: str = "linear"  # "linear" | "mlp" | "timm" | "none"
     drop_path_rate: float = 0.0
+    # "sincos": start a ViT's learned position embedding from the 2-D sine-cosine table (MAE, MoCo v3) instead
+    # of timm's N(0, 0.02), which is drowned by the patch embeddings at init; None keeps timm's init
+    pos_embed_init: str | None = None
     timm_pretrained: bool = False  # start from timm's own pretrained weights (hub download)
     mean: tuple[float, ...] = OPENAI_CLIP_MEAN
     std: tuple[float, ...] = OPENAI_CLIP_STD
@@ -76,6 +79,8 @@ class VisionTower(nn.Module):
             in_chans=cfg.in_chans,
             **kwargs,
         )
+        if cfg.pos_embed_init is not None:
+            init_position_embedding(self.trunk, cfg.pos_embed_init)
         width = embed_dim if cfg.head == "timm" else self.trunk.num_features
         self.head = build_head("none" if cfg.head == "timm" else cfg.head, width, embed_dim)
         self.output_dim = embed_dim if cfg.head != "none" else width
@@ -146,6 +151,26 @@ def _fixed_input_size(trunk: nn.Module) -> tuple[int, int] | None:
         return None
     size = getattr(patch_embed, "img_size", None)
     return tuple(size) if size is not None else None
+
+
+def init_position_embedding(trunk: nn.Module, kind: str) -> None:
+    """Fill a timm ViT's learned position embedding: `"sincos"` puts timm's 2-D sine-cosine table (MAE's) on
+    the patch grid and zeros on the prefix tokens (MAE's class token). The table stays trainable."""
+    from timm.layers import build_sincos2d_pos_embed
+
+    if kind != "sincos":
+        raise ConfigError(f"vision.pos_embed_init must be 'sincos' or None, got {kind!r}")
+    pos_embed = getattr(trunk, "pos_embed", None)
+    grid = getattr(getattr(trunk, "patch_embed", None), "grid_size", None)
+    if not isinstance(pos_embed, nn.Parameter) or grid is None:
+        raise ConfigError(f"vision.pos_embed_init: {type(trunk).__name__} has no ViT position embedding")
+    if pos_embed.is_meta:  # built for its structure only: nothing to fill
+        return
+    table = build_sincos2d_pos_embed(list(grid), dim=pos_embed.shape[-1])
+    prefix = pos_embed.shape[1] - table.shape[0]
+    with torch.no_grad():
+        pos_embed[0, :prefix].zero_()
+        pos_embed[0, prefix:].copy_(table)
 
 
 def _create_trunk(name: str, image_hw: tuple[int, int], **kwargs: Any) -> nn.Module:
