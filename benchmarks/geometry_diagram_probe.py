@@ -2,7 +2,11 @@
 
 - the frozen MAE encoder: how different its patch features are (std across the patches of one diagram, and
   across diagrams at one patch, beside the features' mean magnitude), and a linear probe of the figure
-  family (5 classes) from them, beside the same probe on the raw pixels (downsampled 2×);
+  family (5 classes) from them, beside the same probe on the same ViT untrained and on the raw pixels
+  (downsampled 2×): MAE training should not lose what a random ViT keeps;
+- the same family probe on what the decoder is given: GS-Former's query states after alignment and the
+  instruction-tuned model's visual prefix (if these can't tell a circle from a triangle, neither can the
+  decoder);
 - GS-Former after alignment: diagram ↔ formal-description R@1 on the test pairs (chance 1/n) and the
   fraction of patches its last sampler keeps in eval;
 - the instruction-tuned model: how much its visual prefix varies across diagrams, and the program loss with
@@ -70,27 +74,37 @@ def main() -> None:
     records = json.loads((args.data / "geo-toyworld.json").read_text())
     family = {r["id"]: list(FAMILIES).index(r["family"]) for rows in records.values() for r in rows}
     mae = vz.create_model("geox-tiny", pretrained=args.run / "mae.safetensors", stage="mae").eval()
+    torch.manual_seed(0)
+    untrained = vz.create_model("geox-tiny", stage="mae").eval()
+    aligned = vz.create_model("geox-tiny", pretrained=args.run / "align.safetensors", stage="align").eval()
+    tuned = vz.create_model("geox-tiny", pretrained=args.run / "instruct.safetensors").eval()
+    encoders = {
+        "MAE features": mae.diagram_features,
+        "untrained ViT": untrained.diagram_features,
+        "raw pixels": lambda x: torch.nn.functional.avg_pool2d(x, 2),
+        "aligned query states": aligned.query_states,
+        "instruct visual prefix": tuned.visual_prefix,
+    }
 
     def features(split: str, limit: int):
-        feats, pixels, labels = [], [], []
+        feats, labels = {k: [] for k in encoders}, []
         for batch in _batches(args.data, split, limit):
-            feats.append(mae.diagram_features(batch["image"]))
-            pixels.append(torch.nn.functional.avg_pool2d(batch["image"], 2).flatten(1))
+            for k, encode in encoders.items():
+                feats[k].append(encode(batch["image"]))
             labels += [family[i] for i in batch["id"]]
-        return torch.cat(feats), torch.cat(pixels), torch.tensor(labels)
+        return {k: torch.cat(v) for k, v in feats.items()}, torch.tensor(labels)
 
-    train, test = features("train", args.n_probe), features("test", 100)
-    f = test[0][:, 1:]
+    (train, y_train), (test, y_test) = features("train", args.n_probe), features("test", 100)
+    f = test["MAE features"][:, 1:]
     print(
         f"MAE patch features: std across one diagram's patches {f.std(1).mean():.3f}, across diagrams "
         f"{f.std(0).mean():.3f}, mean |feature| {f.abs().mean():.3f}"
     )
+    probes = {k: _linear_probe(train[k].flatten(1), y_train, test[k].flatten(1), y_test) for k in encoders}
     print(
-        f"family probe (5 classes, {len(test[2])} test diagrams): MAE features "
-        f"{_linear_probe(train[0].flatten(1), train[2], test[0].flatten(1), test[2]):.1%}, raw pixels "
-        f"{_linear_probe(train[1], train[2], test[1], test[2]):.1%}"
+        f"family probe (5 classes, {len(y_test)} test diagrams, {len(y_train)} training): "
+        + ", ".join(f"{k} {v:.1%}" for k, v in probes.items())
     )
-    aligned = vz.create_model("geox-tiny", pretrained=args.run / "align.safetensors", stage="align").eval()
     recall = alignment_recall(aligned, args.data)
     keep = aligned.patch_keep_mask(next(_batches(args.data, "test", 50))["image"])
     kept = "no samplers" if keep is None else f"{keep[:, 1:].mean():.1%}"
@@ -98,7 +112,6 @@ def main() -> None:
         f"alignment: R@1 diagram→formal {recall['i2t_r1']:.1%}, formal→diagram {recall['t2i_r1']:.1%} "
         f"(chance {1 / recall['n']:.1%}); patches the last sampler keeps: {kept}"
     )
-    tuned = vz.create_model("geox-tiny", pretrained=args.run / "instruct.safetensors").eval()
     prefix = tuned.visual_prefix(next(_batches(args.data, "test", 50))["image"])
     loss = diagram_reliance(tuned, args.data)
     print(

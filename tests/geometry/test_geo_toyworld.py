@@ -61,7 +61,9 @@ def test_diagram_questions_hold_no_value_and_their_values_are_drawn(geo_toyworld
     for r in _all(geo_records):
         drawn = [label["text"] for label in r["labels"]]
         image = np.asarray(Image.open(geo_toyworld.parent / r["image"]).convert("L"))
-        if r["needs_diagram"] and r["family"] != "parallel":
+        if r["structure"]:  # ∠1's value in the text, the figure names the angles 1 and 2
+            assert f"∠1 = {r['numbers'][0]:g}°" in r["subject"] and sorted(drawn) == ["1", "2"], r["id"]
+        elif r["needs_diagram"] and r["family"] != "parallel":
             n_diagram += 1
             assert not re.search(r"\d", r["subject"]), r["subject"]
             for n in r["numbers"]:
@@ -96,10 +98,29 @@ def test_the_diagram_is_needed_for_the_diagram_questions():
         programs[key(p)][" ".join(p.program)] += 1
     diagram = [p for p in problems if p.needs_diagram]
     text = [p for p in problems if not p.needs_diagram]
+    structure = [p for p in problems if p.structure]
     oracle = lambda ps: np.mean([programs[key(p)].most_common(1)[0][0] == " ".join(p.program) for p in ps])  # noqa: E731
-    assert 0.3 < len(diagram) / len(problems) < 0.7
+    assert 0.5 < len(diagram) / len(problems) < 0.85 and 0.25 < len(structure) / len(problems) < 0.45
     assert oracle(diagram) < 0.6
+    assert oracle(structure) < 0.3  # one wording, five programs: the figure's family decides
     assert oracle(text) > 0.95  # the text questions, by contrast, name what to compute
+
+
+def test_structure_questions_share_their_words_and_values_across_families():
+    """Same wording, same values of ∠1 and the same candidate answers in every family, so neither the text
+    nor the choices tell which program applies; the answer is the angle marked 2, measured on the figure."""
+    problems = [p for p in (generate_problem(0, "train", i) for i in range(600)) if p.structure]
+    by_family = defaultdict(set)
+    for p in problems:
+        by_family[p.family].add(p.numbers[0])
+        assert re.fullmatch(r"As shown in the figure, ∠1 = \d+°\. Find ∠2\.", p.question), p.question
+        label = {t: (a, v, b) for a, v, b, t in p.diagram.angle_values}
+        assert _angle(*(p.diagram.points[n] for n in label["1"])) == pytest.approx(p.numbers[0], abs=1e-6)
+        assert _angle(*(p.diagram.points[n] for n in label["2"])) == pytest.approx(p.answer_value, abs=1e-6)
+        assert len({round(v, 6) for v in [p.answer_value, *p.distractors]}) == 5  # five distinct readings
+    assert len(by_family) == 5 and len({frozenset(v) for v in by_family.values()}) == 1, by_family
+    programs = {" ".join(p.program) for p in problems}
+    assert len(programs) == 5
 
 
 def test_choices_are_four_distinct_values_with_a_uniform_answer(geo_records):

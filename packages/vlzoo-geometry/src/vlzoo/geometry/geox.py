@@ -51,6 +51,12 @@ __all__ = ["STAGES", "DiagramMAEConfig", "GeoX", "GeoXConfig"]
 STAGES = ("mae", "symbol", "align", "instruct")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# geo-toyworld's pixel statistics at geox-tiny's 64 px (training diagrams): the tiny encoder is trained from
+# scratch on diagrams only, so it normalises with its data's statistics, as MAE does with ImageNet's. With
+# ImageNet's, a white page sits at +2.2 and a 1-px stroke moves a patch's embedding little: the frozen
+# features varied 4% across diagrams and the decoder's visual prefix 0.01% (benchmarks/geometry_diagram_probe.py).
+TOYWORLD_MEAN = (0.977, 0.977, 0.978)
+TOYWORLD_STD = (0.079, 0.079, 0.076)
 LLEMMA_7B = "EleutherAI/llemma_7b"
 # LLEMMA-7B's config.json (a Code Llama 7B continued on Proof-Pile-2), so full-size builds need no network.
 register_hf_config(
@@ -487,6 +493,15 @@ def geox_tiny() -> GeoXConfig:
                 embed_dim=32,
                 itc_label_smoothing=0.1,
                 lm_label_smoothing=0.1,
+                # geox-base's GS-Former starts from bert-base-uncased, whose [CLS] already reads the sentence;
+                # this one starts at random. With BERT's 0.02 init at width 64 its [CLS] barely reads the text
+                # (two formal descriptions' ITC features: cosine 0.99996) and 10% dropout moves it ~100x more
+                # than the text does, so ITC/ITM sat at chance (log B) while LM learned. BERT's init scaled to
+                # the width (0.02 * sqrt(768 / 64)) and no dropout: ITC 2.82 -> 0.83 on its own 16 pairs in 60
+                # steps, where it stayed at 2.77 = log 16 (benchmarks/geometry_alignment_overfit.py).
+                initializer_range=0.07,
+                hidden_dropout=0.0,
+                attention_dropout=0.0,
             ),
             vote_layers=1,
             vote_heads=4,
@@ -498,4 +513,6 @@ def geox_tiny() -> GeoXConfig:
         qformer_tokenizer=None,
         max_text_len=96,
         max_prompt_len=96,
+        mean=TOYWORLD_MEAN,
+        std=TOYWORLD_STD,
     )

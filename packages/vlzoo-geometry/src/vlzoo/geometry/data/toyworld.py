@@ -18,7 +18,13 @@ Together they use all 18 GeoQA operators. Every answer is measured on the constr
 between its points, an angle between its rays, an area from its radius) and the generator checks that
 the solution program executes to it, so programs and figures can't drift apart.
 
-Two kinds of question, in the proportion `diagram_fraction` (default one half):
+Three kinds of question. A share `structure_fraction` (default 35%) are structure questions, in one
+wording over every family: "As shown in the figure, ∠1 = 40°. Find ∠2." The value is in the text; which
+two angles the figure marks 1 and 2 (a right triangle's acute angles, an isosceles triangle's base and apex,
+an inscribed and the central angle on one arc, equal angles at parallels, a parallelogram's adjacent angles)
+decides the program, as in GeoQA's many "如图，∠1 = 40°，则∠2 =" problems. Text alone can't do better than
+guessing one of five programs; a solver that sees the figure's coarse structure gets them all. The rest, in
+the proportion `diagram_fraction` (default one half):
 - text questions state their values ("In right triangle ABC, ∠C is a right angle, AC = 6, BC = 8. Find
   AB."); the figure shows the marks only;
 - diagram questions (`needs_diagram`) hold no value: "As shown in the figure, find AB." The values are
@@ -27,7 +33,8 @@ Two kinds of question, in the proportion `diagram_fraction` (default one half):
   formal description states them (what a diagram parser reads); for text questions, in text order (as
   GeoQA's numbers are). A parallel-lines question needs the figure either way (which angle ∠2 is, only
   the figure shows), so about 60% of the problems need it. A text-only solver (the most frequent program
-  per question wording) gets about half of those right, and all the text questions.
+  per question wording) gets about half of those right, and all the text questions. With the structure
+  questions, about three quarters of the problems need the figure.
 
 The four choices are the answer, the values of the programs a solver that misreads the figure would run,
 and nearby values; the answer's position is uniform.
@@ -51,7 +58,8 @@ and nearby values; the answer's position is uniform.
 `write_geo_toyworld(root, ...)` writes `root/<split>/<nnnnnn>.png` and
 - `root/geo-toyworld.json`: `{"train": [record, ...], "val": [...], "test": [...]}`, records in GeoQA's
   field names (`subject`, `choices`, `choice_nums`, `label`, `manual_program`, `numbers`) plus `formal`,
-  `problem_type`, `needs_diagram`, `family`, `points` and `labels` (each drawn value's text and pixel box);
+  `problem_type`, `needs_diagram`, `structure`, `family`, `points` and `labels` (each drawn value's text
+  and pixel box);
   data kind `geo-toyworld` (generated dataset `geo-toyworld`: `data: geo-toyworld` in a recipe);
 - `root/geoqa/<split>.json`: the same records one list per split (data kind `geoqa`);
 - `root/unified_formal_annotations.json`: GeoX's alignment format, `{"image", "caption", "image_id"}`
@@ -139,6 +147,7 @@ class GeoProblem:
     needs_diagram: bool
     distractors: list[float]
     unit: str = ""  # "°" for angles
+    structure: bool = False  # the question text is shared by figures whose programs differ
 
     @property
     def formal(self) -> str:
@@ -651,6 +660,115 @@ def _quadrilateral(rng: np.random.Generator, shown: bool) -> GeoProblem:
     )
 
 
+# ----------------------------------------------------------------------------- structure questions
+# "As shown in the figure, ∠1 = 40°. Find ∠2." in the same words over every family: which two angles the
+# figure marks 1 and 2 (the acute angles of a right triangle, a base and the apex of an isosceles one, an
+# inscribed and the central angle on one arc, alternate or corresponding angles at parallels, adjacent
+# angles of a parallelogram) decides the program, the value is in the text. GeoQA's "如图，∠1 = 40°，则∠2 ="
+# questions are of this kind. The values of ∠1 are shared by all families and none where two families'
+# answers coincide (30°, 45°, 60°; below 35° the parallels get too flat to read), so neither the value nor
+# the choices tell the family.
+PAIR_VALUES = (35, 40, 50, 55, 65, 70)
+PAIR_PROGRAMS = {
+    "right_triangle": ["g_minus", "C_2", "N_0"],  # the other acute angle: 90 - x
+    "triangle": ["g_double", "N_0", "g_minus", "C_3", "V_0"],  # the apex of an isosceles: 180 - 2x
+    "circle": ["g_double", "N_0"],  # the central angle on the inscribed one's arc: 2x
+    "parallel": ["g_equal", "N_0"],  # alternate or corresponding: x
+    "quadrilateral": ["g_minus", "C_3", "N_0"],  # adjacent angles of a parallelogram: 180 - x
+}
+
+
+def _mark(d: Diagram, label: str, a: str, v: str, b: str) -> None:
+    """Angle a v b marked with an arc and named `label` on the figure (its value is not drawn)."""
+    d.arcs.append((a, v, b))
+    d.angle_values.append((a, v, b, label))
+    d.formal.append(f"Equals(MeasureOf(Angle({a},{v},{b})),MeasureOf(Angle({label})))")
+
+
+def _angle_pair(family: str, rng: np.random.Generator) -> GeoProblem:
+    """A structure question on a figure of `family` (see above); the answer is measured on the figure."""
+    x = float(rng.choice(PAIR_VALUES))
+    d = Diagram()
+    if family == "right_triangle":
+        a_, b_, c_ = _names(rng, 3)
+        d.points = {
+            c_: (0.0, 0.0),
+            a_: (8 * math.cos(math.radians(x)), 0.0),
+            b_: (0.0, 8 * math.sin(math.radians(x))),
+        }
+        d.seg(a_ + b_, b_ + c_, c_ + a_)
+        d.right_angles.append((a_, c_, b_))
+        d.formal += [f"Triangle({a_},{b_},{c_})", f"Perpendicular(Line({a_},{c_}),Line({b_},{c_}))"]
+        one, two = (b_, a_, c_), (a_, b_, c_)
+    elif family == "triangle":
+        a_, b_, c_ = _names(rng, 3)
+        _triangle_points(d, (a_, b_, c_), x, x)
+        d.ticks += [(a_, b_, 1), (a_, c_, 1)]
+        d.formal.append(f"Equals(LengthOf(Line({a_},{b_})),LengthOf(Line({a_},{c_})))")
+        one, two = (a_, b_, c_), (b_, a_, c_)
+    elif family == "circle":
+        a_, b_, c_ = _names(rng, 3)
+        d.points = {"O": (0.0, 0.0)}
+        d.circles.append(("O", 5.0))
+        d.formal.append("Circle(O)")
+        start = float(rng.uniform(200, 250))
+        _on_circle(d, a_, "O", 5.0, start)
+        _on_circle(d, b_, "O", 5.0, start + 2 * x)
+        _on_circle(d, c_, "O", 5.0, start + 2 * x + (360 - 2 * x) * rng.uniform(0.35, 0.65))
+        d.seg(a_ + c_, b_ + c_, "O" + a_, "O" + b_)
+        one, two = (a_, c_, b_), (a_, "O", b_)
+    elif family == "parallel":
+        a_, b_, c_, d_, e_, f_, g_, h_ = _names(rng, 8)
+        phi = x if rng.random() < 0.5 else 180.0 - x  # the transversal leans either way
+        gx, hx = 4.0 + 6.0 / math.tan(math.radians(phi)), 4.0
+        ux, uy = math.cos(math.radians(phi)), math.sin(math.radians(phi))
+        d.points = {
+            a_: (min(gx, hx) - 4, 6.0), b_: (max(gx, hx) + 4, 6.0), g_: (gx, 6.0),
+            c_: (min(gx, hx) - 4, 0.0), d_: (max(gx, hx) + 4, 0.0), h_: (hx, 0.0),
+            e_: (gx + 3 * ux, 6.0 + 3 * uy), f_: (hx - 3 * ux, -3 * uy),
+        }  # fmt: skip
+        d.seg(a_ + b_, c_ + d_, e_ + f_)
+        d.formal += [
+            f"Parallel(Line({a_},{b_}),Line({c_},{d_}))",
+            f"PointLiesOnLine({g_},Line({e_},{f_}))",
+            f"PointLiesOnLine({h_},Line({e_},{f_}))",
+        ]
+        rays = {
+            g_: {"up": e_, "down": h_, "left": a_, "right": b_},
+            h_: {"up": g_, "down": f_, "left": c_, "right": d_},
+        }
+        measures_x = [slot for slot, is_phi in _SLOTS.items() if is_phi == (phi == x)]
+        s1 = str(rng.choice(measures_x))  # ∠1 at the upper crossing, ∠2 at the lower one: equal angles
+        s2 = str(rng.choice(measures_x))
+        one = (rays[g_][s1.split("-")[0]], g_, rays[g_][s1.split("-")[1]])
+        two = (rays[h_][s2.split("-")[0]], h_, rays[h_][s2.split("-")[1]])
+    else:  # parallelogram a b c d: ∠1 at a, ∠2 at the adjacent b
+        a_, b_, c_, d_ = _names(rng, 4)
+        d.points = {
+            b_: (0.0, 0.0),
+            c_: (8.0, 0.0),
+            a_: (5.0 * math.cos(math.radians(x)), 5.0 * math.sin(math.radians(x))),
+        }
+        d.points[d_] = (d.points[a_][0] + 8.0, d.points[a_][1])
+        d.seg(a_ + b_, b_ + c_, c_ + d_, d_ + a_)
+        d.formal.append(f"Parallelogram({a_},{b_},{c_},{d_})")
+        one, two = (a_, b_, c_), (b_, a_, d_)
+    _mark(d, "1", *one)
+    _mark(d, "2", *two)
+    measured = float(round(_angle_at(d.points, *one), 6))
+    answer = _angle_at(d.points, *two)
+    others = [
+        execute_program(p, [measured]) for f, p in PAIR_PROGRAMS.items() if f != family
+    ]  # what reading another family's figure would give
+    wrong = [others[i] for i in rng.permutation(len(others))]
+    problem = _problem(
+        family, d, "As shown in the figure", f"∠1 = {x:g}°", "∠2", PAIR_PROGRAMS[family], [x], answer,
+        "angle", False, wrong, True,
+    )  # fmt: skip
+    problem.structure = True
+    return problem
+
+
 def _problem(
     family: str,
     d: Diagram,
@@ -690,12 +808,20 @@ FAMILIES: dict[str, Callable[[np.random.Generator, bool], GeoProblem]] = {
 }
 
 
-def generate_problem(seed: int, split: str, index: int, diagram_fraction: float = 0.5) -> GeoProblem:
+def generate_problem(
+    seed: int, split: str, index: int, diagram_fraction: float = 0.5, structure_fraction: float = 0.35
+) -> GeoProblem:
     """Problem `index` of `split`: the family cycles with the index (balanced splits), the rest is drawn
-    from a generator seeded by (seed, split, index), so any problem is reproducible on its own."""
-    rng = np.random.default_rng([seed, SPLIT_SEEDS.get(split, 3 + sum(map(ord, split))), index])
+    from a generator seeded by (seed, split, index), so any problem is reproducible on its own. A share
+    `structure_fraction` are structure questions (`_angle_pair`), the rest values-in-text or values-on-figure
+    questions in the proportion `diagram_fraction`."""
+    key = [seed, SPLIT_SEEDS.get(split, 3 + sum(map(ord, split))), index]
+    rng = np.random.default_rng(key)
     family = list(FAMILIES)[index % len(FAMILIES)]
-    problem = FAMILIES[family](rng, bool(rng.random() < diagram_fraction))
+    if np.random.default_rng([*key, 7]).random() < structure_fraction:  # own stream: the others keep theirs
+        problem = _angle_pair(family, rng)
+    else:
+        problem = FAMILIES[family](rng, bool(rng.random() < diagram_fraction))
     # the figure's pose on the page: rotated and mirrored at random (cones stay upright)
     if not problem.diagram.ellipses:
         problem.diagram = problem.diagram.transformed(
@@ -847,6 +973,7 @@ def problem_record(problem: GeoProblem, image_path: str, sample_id: str, rng: np
         "problem_type": problem.problem_type,
         "formal": problem.formal,
         "needs_diagram": problem.needs_diagram,
+        "structure": problem.structure,
         "family": problem.family,
         "answer_value": problem.answer_value,
         "points": {k: [round(x, 4), round(y, 4)] for k, (x, y) in problem.diagram.points.items()},
@@ -861,14 +988,16 @@ def write_geo_toyworld(
     image_size: int = 128,
     seed: int = 0,
     diagram_fraction: float = 0.5,
+    structure_fraction: float = 0.35,
 ) -> Path:
     """Write geo-toyworld under `root` (see the module docstring); returns `root/geo-toyworld.json`."""
     if image_size < 64:
         raise ConfigError(
             f"geo-toyworld: image_size must be at least 64 (labels stay legible), got {image_size}"
         )
-    if not 0.0 <= diagram_fraction <= 1.0:
-        raise ConfigError(f"geo-toyworld: diagram_fraction must lie in [0, 1], got {diagram_fraction}")
+    for name, share in (("diagram_fraction", diagram_fraction), ("structure_fraction", structure_fraction)):
+        if not 0.0 <= share <= 1.0:
+            raise ConfigError(f"geo-toyworld: {name} must lie in [0, 1], got {share}")
     root = Path(root)
     splits: dict[str, list[dict]] = {}
     formal: list[dict] = []
@@ -876,7 +1005,7 @@ def write_geo_toyworld(
         (root / split).mkdir(parents=True, exist_ok=True)
         records = []
         for index in range(n):
-            problem = generate_problem(seed, split, index, diagram_fraction)
+            problem = generate_problem(seed, split, index, diagram_fraction, structure_fraction)
             image, labels = render_diagram(problem.diagram, image_size)
             rel = f"{split}/{index:06d}.png"
             image.save(root / rel)
