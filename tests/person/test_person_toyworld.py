@@ -18,6 +18,7 @@ from vlzoo.person.data import (
     attribute_words,
     colours_only_rank1,
     draw_identities,
+    part_captions_for,
     render_person,
     write_person_toyworld,
 )
@@ -57,6 +58,45 @@ def test_every_caption_names_every_part(person_toyworld: Path):
                 named |= {a["bag"], a["bag_colour"]}
             assert named <= words, (caption, a)
             assert words & attribute_words() <= named | {"man", "woman"}  # no attribute word of another value
+
+
+def _words(caption: str) -> set[str]:
+    return set(caption.replace(",", " ").replace(".", " ").split())
+
+
+def test_part_captions_name_a_subset_of_the_true_parts_and_each_part_alone():
+    """A part caption names only the identity's own values, and over many captions every group is named
+    alone ("a person wearing white shoes."): the phrases a per-group pseudo-text prompt is made of."""
+    a = {"gender": "woman", "hair_length": "long", "hair_colour": "blonde", "upper_type": "coat",
+         "upper_colour": "red", "lower_type": "shorts", "lower_colour": "blue", "shoe_colour": "white",
+         "bag": "backpack", "bag_colour": "grey"}  # fmt: skip
+    captions = part_captions_for(a, np.random.default_rng(0), 400)
+    own = {v for v in a.values()} | {"person"}
+    sizes = []
+    for caption in captions:
+        words = _words(caption)
+        assert words & (attribute_words() | {"person"}) <= own, caption
+        sizes.append(len(words & attribute_words()))
+    assert min(sizes) == 1 and max(sizes) == len(attribute_words() & set(a.values()))
+    for alone in ("a woman.", "a person with long hair.", "a person with blonde hair.", "a person in a coat.",
+                  "a person in a red top.", "a person in shorts.", "a person in blue bottoms.",
+                  "a person wearing white shoes.", "a person carrying a grey backpack."):  # fmt: skip
+        assert alone in captions
+    no_bag = part_captions_for({**a, "bag": "none", "bag_colour": "none"}, np.random.default_rng(0), 400)
+    assert "a person without a bag." in no_bag and not any("grey" in c for c in no_bag)
+
+
+def test_part_captions_come_after_the_five_and_change_nothing_else(tmp_path: Path):
+    sizes = {"n_train": 3, "n_val": 0, "n_test": 2, "images_per_id": 2, "seed": 1}
+    plain = json.loads(write_person_toyworld(tmp_path / "a", **sizes).read_text())
+    parts = json.loads(write_person_toyworld(tmp_path / "b", part_captions=3, **sizes).read_text())
+    for e, f in zip(plain, parts, strict=True):
+        assert f["captions"][:5] == e["captions"] and len(f["captions"]) == 8
+        assert all(_words(c) & attribute_words() <= set(f["attributes"].values()) for c in f["captions"][5:])
+    image = "imgs/test/0004_1.png"
+    assert (tmp_path / "a" / image).read_bytes() == (tmp_path / "b" / image).read_bytes()
+    with pytest.raises(ConfigError, match="part_captions"):
+        write_person_toyworld(tmp_path / "c", part_captions=-1)
 
 
 def test_identities_are_distinct_near_neighbours():

@@ -137,21 +137,24 @@ def load_attribute_spec(source: str | os.PathLike | Mapping[str, Any]) -> Pseudo
 
 def person_toyworld_spec(threshold: float = 0.0) -> PseudoTextSpec:
     """The attribute groups of person-toyworld (`PERSON_ATTRIBUTES`, the bag's colour left out), each scored
-    with a prompt phrased as its captions phrase that part, and a template in their word order."""
+    with a prompt phrased as person-toyworld's part captions (`part_captions_for`) phrase that part alone,
+    and a template in their word order."""
     from vlzoo.person.data import PERSON_ATTRIBUTES
 
     prompts = {
-        "gender": "a photo of a {}.",
+        "gender": "a {}.",
         "hair_length": "a person with {} hair.",
         "hair_colour": "a person with {} hair.",
         "upper_type": "a person in a {}.",
-        "upper_colour": "a person in a {} shirt, jacket or coat.",
+        "upper_colour": "a person in a {} top.",
         "lower_type": "a person in {}.",
-        "lower_colour": "a person in {} trousers, shorts or skirt.",
+        "lower_colour": "a person in {} bottoms.",
         "shoe_colour": "a person wearing {} shoes.",
-        "bag": "a person carrying {}.",
+        "bag": "a person {}.",
     }
-    phrases = {"bag": {"none": "nothing", "backpack": "a backpack", "handbag": "a handbag"}}
+    phrases = {
+        "bag": {"none": "without a bag", "backpack": "carrying a backpack", "handbag": "carrying a handbag"}
+    }
     groups = {
         name: {"candidates": phrases.get(name, list(PERSON_ATTRIBUTES[name])), "prompt": prompt}
         for name, prompt in prompts.items()
@@ -162,7 +165,7 @@ def person_toyworld_spec(threshold: float = 0.0) -> PseudoTextSpec:
         "in a {upper_colour} {upper_type}",
         "and {lower_colour} {lower_type}",
         "wearing {shoe_colour} shoes",
-        "carrying {bag}",
+        "{bag}",
     ]
     return load_attribute_spec({"groups": groups, "template": template, "threshold": threshold})
 

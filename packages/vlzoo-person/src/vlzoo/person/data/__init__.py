@@ -38,6 +38,7 @@ from vlzoo.person.data.toyworld import (
     captions_for,
     colours_only_rank1,
     draw_identities,
+    part_captions_for,
     render_person,
     write_person_toyworld,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "captions_for",
     "colours_only_rank1",
     "draw_identities",
+    "part_captions_for",
     "pedestrian_transform",
     "read_celeba_attributes",
     "read_celeba_partition",

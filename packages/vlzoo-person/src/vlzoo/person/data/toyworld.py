@@ -19,7 +19,8 @@ a grey backpack"). Images are H×W 128×64 by default (a pedestrian's 2:1 aspect
   `COLOUR_WORDS`: every colour word.
 - `draw_identities(n, seed)`: the identities' attributes (families of near neighbours, all distinct).
 - `render_person(attributes, rng, ...)`: one image `[H, W, 3]` uint8.
-- `captions_for(attributes, rng)`: five captions.
+- `captions_for(attributes, rng)`: five captions; `part_captions_for(attributes, rng, n)`: captions naming
+  a random subset of the parts (`write_person_toyworld(part_captions=n)` adds them).
 - `write_person_toyworld(root, ...)`: `root/imgs/<split>/<id>_<k>.png` + `root/reid_raw.json`; each entry
   also has `"attributes"` (group → value) and `"family"`, which the CUHK-PEDES reader passes through.
 - `colours_only_rank1(...)`: the baseline a part-blind matcher reaches.
@@ -49,6 +50,7 @@ __all__ = [
     "captions_for",
     "colours_only_rank1",
     "draw_identities",
+    "part_captions_for",
     "render_person",
     "write_person_toyworld",
 ]
@@ -316,6 +318,49 @@ def captions_for(attributes: Mapping[str, str], rng: np.random.Generator, n: int
     return [TEMPLATES[i].format(**words) for i in order[:n]]
 
 
+# Groups a part-subset caption draws from (the bag's colour goes with the bag).
+PART_GROUPS = tuple(g for g in PERSON_ATTRIBUTES if g != "bag_colour")
+
+
+def _part_phrases(a: Mapping[str, str], named: frozenset[str]) -> list[str]:
+    """The clauses that name exactly the groups `named` of `a`, in the captions' word order."""
+    words = {g: (a[g] if g in named else None) for g in PART_GROUPS}
+    clauses = [f"a {words['gender'] or 'person'}"]
+    hair = " ".join(w for w in (words["hair_length"], words["hair_colour"]) if w)
+    if hair:
+        clauses.append(f"with {hair} hair")
+    for colour, kind, top in (
+        ("upper_colour", "upper_type", "top"),
+        ("lower_colour", "lower_type", "bottoms"),
+    ):
+        c, k = words[colour], words[kind]
+        if c and k:
+            clauses.append(f"in {_garment(c, k)}")
+        elif k:
+            clauses.append(f"in {k}" if k in PLURAL else f"in a {k}")
+        elif c:
+            clauses.append(f"in a {c} {top}" if top == "top" else f"in {c} {top}")
+    if words["shoe_colour"]:
+        clauses.append(f"wearing {words['shoe_colour']} shoes")
+    if words["bag"]:
+        clauses.append("without a bag" if a["bag"] == "none" else f"carrying a {a['bag_colour']} {a['bag']}")
+    return clauses
+
+
+def part_captions_for(attributes: Mapping[str, str], rng: np.random.Generator, n: int) -> list[str]:
+    """`n` captions each naming a random non-empty subset of the parts ("a woman in a red top, wearing white
+    shoes."). Real TBPS captions rarely name every part; a CLIP trained only on captions naming all of them
+    learns the few parts that tell a batch apart and never sees a phrase on its own, which is what a
+    per-group prompt of the pseudo-text generator is. A subset's size is uniform over 1..all groups."""
+    out = []
+    for _ in range(n):
+        size = int(rng.integers(1, len(PART_GROUPS) + 1))
+        named = frozenset(str(g) for g in rng.choice(PART_GROUPS, size=size, replace=False))
+        subject, *rest = _part_phrases(attributes, named)
+        out.append(f"{subject} {', '.join(rest)}." if rest else f"{subject}.")
+    return out
+
+
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -340,6 +385,7 @@ def write_person_toyworld(
     image_height: int = 128,
     image_width: int = 64,
     seed: int = 0,
+    part_captions: int = 0,
 ) -> Path:
     """Write person-toyworld, `n_train`/`n_val`/`n_test` identities × `images_per_id` images per split:
     `root/imgs/<split>/<id:04d>_<k>.png` and the CUHK-PEDES annotation
@@ -348,12 +394,14 @@ def write_person_toyworld(
 
     Each entry also has `"attributes"` (group → value of `PERSON_ATTRIBUTES`) and `"family"` (its group of
     near-neighbour identities). Identities of different splits are different people; a family never spans
-    two splits. Identical arguments give identical files.
+    two splits. Identical arguments give identical files. `part_captions` > 0 adds that many captions per
+    image naming a random subset of the parts (`part_captions_for`) after the five; the images and the five
+    captions stay those of `part_captions=0`.
     """
-    if min(n_train, n_test) < 1 or n_val < 0 or images_per_id < 1:
+    if min(n_train, n_test) < 1 or min(n_val, part_captions) < 0 or images_per_id < 1:
         raise ConfigError(
-            f"person-toyworld: n_train and n_test must be ≥ 1, n_val ≥ 0, images_per_id ≥ 1; got "
-            f"{n_train}, {n_test}, {n_val}, {images_per_id}"
+            f"person-toyworld: n_train and n_test must be ≥ 1, n_val and part_captions ≥ 0, images_per_id ≥ 1;"
+            f" got {n_train}, {n_test}, {n_val}, {part_captions}, {images_per_id}"
         )
     if image_height < 48 or image_width < 24:
         raise ConfigError(f"person-toyworld: images must be at least 48×24, got {image_height}×{image_width}")
@@ -373,6 +421,8 @@ def write_person_toyworld(
                 file_path = f"{split}/{pid:04d}_{k}.png"
                 Image.fromarray(pixels).save(root / "imgs" / file_path)
                 captions = captions_for(attrs, rng)
+                if part_captions:
+                    captions += part_captions_for(attrs, rng, part_captions)
                 entries.append(
                     {
                         "split": split,
