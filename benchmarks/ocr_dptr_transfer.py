@@ -4,11 +4,13 @@
 
 The stages of `vlzoo.ocr.demo_recognition.run_recognition_demo`, with larger settings than the demo's:
 1. ocr-words crops (rendered with vlzoo.ocr.render, `--style clean` by default: four fonts, lowercase,
-   legible colours, mild warps) and a tiny CLIP (clip-vit-tiny) trained contrastively on the train crops
-   and their prompts `a photo of a '<word>'`.
+   legible colours, mild warps; `--labels` vocabulary|random|mixed: ocr-toyworld's words, random lowercase
+   strings or both) and a tiny CLIP (clip-vit-tiny) trained contrastively on the train crops and their
+   prompts `a photo of a '<word>'`; its crop -> prompt retrieval accuracy against chance is printed.
 2. An ORP bank: that CLIP's image tokens of 100 text-free backgrounds.
-3. Text-only pre-training of dptr-parseq-tiny's decoder on the train labels (CLIP text memory + ORP); its
-   accuracy when reading the pseudo-visual memory of the test labels.
+3. Text-only pre-training of dptr-parseq-tiny's decoder (CLIP text memory + ORP) on the train labels, or
+   with `--text generated` on fresh labels of the crops' kind every batch; its accuracy when reading the
+   pseudo-visual memory of the test labels.
 4. Three fine-tunes on the train crops with the same steps, batches and learning rate, word accuracy on
    the test crops every `--eval-every` steps: (a) ViT + FMU + the pre-trained decoder, (b) the same model
    from scratch, (c) ViT + FMU under the frozen pre-trained decoder (the transfer alone). The ViT starts
@@ -36,7 +38,16 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--style", default=RECOGNITION_DEMO["style"], help="ocr-words crop style")
-    parser.add_argument("--clip-steps", type=int, default=150)
+    parser.add_argument(
+        "--labels", default=RECOGNITION_DEMO["labels"], help="what the crops spell: vocabulary|random|mixed"
+    )
+    parser.add_argument(
+        "--text",
+        default=RECOGNITION_DEMO["text"],
+        help="pre-training text: crops (the train crops' labels) or generated (fresh labels of that kind)",
+    )
+    parser.add_argument("--pretrain-lr", type=float, default=RECOGNITION_DEMO["pretrain_lr"])
+    parser.add_argument("--clip-steps", type=int, default=RECOGNITION_DEMO["clip_steps"])
     parser.add_argument("--pretrain-steps", type=int, default=400)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=100)

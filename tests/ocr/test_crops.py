@@ -148,3 +148,24 @@ def test_ocr_words_validation_reads_its_val_split(tmp_path: Path):
     data.prepare_data()
     with pytest.raises(DataError, match=r"no val split beside it .* data\.generate\.n_val"):
         data.setup("fit")
+
+
+def test_random_and_mixed_label_kinds_spell_open_vocabulary_strings(tmp_path: Path):
+    from vlzoo.core import ConfigError
+    from vlzoo.ocr.data.toyworld import VOCABULARY, sample_label, sample_word
+
+    vocabulary = set(VOCABULARY)
+    randoms = WordCrops(write_ocr_words(tmp_path / "r", n_train=40, n_test=1, seed=3, labels="random"))
+    assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 10 for w in randoms.labels)
+    assert len(set(randoms.labels)) == 40 and not vocabulary & set(randoms.labels)
+    mixed = [sample_label(np.random.default_rng(i), "mixed") for i in range(200)]
+    in_vocabulary = sum(w in vocabulary or w.lower() in vocabulary for w in mixed)
+    assert 70 <= in_vocabulary <= 130  # about half words, half random strings
+    # `vocabulary` draws exactly what `sample_word` draws: existing ocr-words files stay as they were
+    assert [sample_label(np.random.default_rng(i)) for i in range(20)] == [
+        sample_word(np.random.default_rng(i)) for i in range(20)
+    ]
+    with pytest.raises(ConfigError, match="unknown ocr-words label kind 'names'"):
+        write_ocr_words(tmp_path / "n", n_train=1, labels="names")
+    with pytest.raises(ConfigError, match="unknown label kind 'names'"):
+        sample_label(np.random.default_rng(0), "names")

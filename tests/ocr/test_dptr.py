@@ -157,6 +157,11 @@ def test_text_only_pretraining_reads_words_from_the_clip_memory(tiny_clip: Path,
     read = model.recognize(labels=words)
     right = sum(p == w for p, w in zip(read, words))
     assert right >= 7, read
+    # it reads the memory, not a language prior: given its neighbour's memory it reads the neighbour's word
+    from vlzoo.ocr.demo_recognition import memory_swap_check
+
+    swapped = memory_swap_check(model, words)
+    assert swapped["neighbour"] >= 75 and swapped["own"] <= 25, swapped
 
     # validation in batches of 3, 3, 2, labels upper-cased: the evaluation charset folds the case
     upper = [w.upper() for w in words]

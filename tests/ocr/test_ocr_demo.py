@@ -115,3 +115,22 @@ def test_the_demo_refuses_an_unknown_part_before_running(tmp_path: Path, capsys)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--parts", "detection,spotting"]) == 2
     assert "unknown part(s) ['spotting']" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
+
+
+def test_pretraining_text_is_the_crop_labels_or_fresh_labels_of_their_kind():
+    from vlzoo.core import ConfigError
+    from vlzoo.ocr.data.toyworld import VOCABULARY
+    from vlzoo.ocr.demo_recognition import pretraining_text
+
+    crops = ["open", "taxi", "exit"]
+    assert set(pretraining_text("crops", crops)(50)) == set(crops)
+    fresh = pretraining_text("generated", crops, labels="random", style="clean")
+    first, second = fresh(40), fresh(40)
+    assert first != second and not set(first) & set(crops)  # a stream of new strings, not the crops'
+    assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 10 for w in first + second)
+    assert pretraining_text("generated", crops, labels="random")(40) == first  # seeded
+    words = pretraining_text("generated", crops, labels="vocabulary", style="varied")(200)
+    assert {w.lower() for w in words} <= {v.lower() for v in VOCABULARY}
+    assert any(w != w.lower() for w in words)
+    with pytest.raises(ConfigError, match="must be 'crops' or 'generated', got 'books'"):
+        pretraining_text("books", crops)

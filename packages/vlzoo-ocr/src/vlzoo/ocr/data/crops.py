@@ -26,7 +26,7 @@ from vlzoo.core.data import Record, load_record
 from vlzoo.ocr.data.icdar import iter_words, read_detection_records
 from vlzoo.ocr.data.labels import filter_charset, load_charset, normalize_unicode
 from vlzoo.ocr.data.lmdb import read_labels_file
-from vlzoo.ocr.data.toyworld import sample_background, sample_word
+from vlzoo.ocr.data.toyworld import LABEL_KINDS, sample_background, sample_label
 from vlzoo.ocr.render import legible_color, paste_word, render_word, sample_placement, sample_style
 
 __all__ = [
@@ -231,13 +231,17 @@ def write_ocr_words(
     height: int = 32,
     seed: int = 0,
     style: str = "varied",
+    labels: str = "vocabulary",
 ) -> Path:
-    """Write rendered word crops (ocr-toyworld's vocabulary and renderer) as `<split>/<n>.png` and
-    `<split>/labels.txt` for the splits train, val (when `n_val`) and test; returns the train labels file.
-    `style` names a `CROP_STYLES` entry. A word the drawn font cannot render is redrawn in another style.
-    Identical arguments give identical files."""
+    """Write rendered word crops (ocr-toyworld's renderer) as `<split>/<n>.png` and `<split>/labels.txt` for
+    the splits train, val (when `n_val`) and test; returns the train labels file. `style` names a
+    `CROP_STYLES` entry; `labels` a `LABEL_KINDS` entry (ocr-toyworld's vocabulary, random lowercase strings
+    or both). A word the drawn font cannot render is redrawn in another style. Identical arguments give
+    identical files."""
     if n_train < 1 or height < 16:
         raise ConfigError(f"ocr-words needs n_train >= 1 and height >= 16, got {n_train}, {height}")
+    if labels not in LABEL_KINDS:
+        raise ConfigError(f"unknown ocr-words label kind {labels!r}; the kinds are {LABEL_KINDS}")
     crop_style = _crop_style(style)
     root = Path(out_dir)
     splits = (("val", n_val), ("test", n_test), ("train", n_train))  # train last: its file marks completion
@@ -246,7 +250,7 @@ def write_ocr_words(
         lines = []
         for i in range(n):
             rng = np.random.default_rng([seed, zlib.crc32(split.encode()), i])
-            text = sample_word(rng)
+            text = sample_label(rng, labels)
             text = text.lower() if crop_style.lowercase else text
             for _ in range(10):
                 try:

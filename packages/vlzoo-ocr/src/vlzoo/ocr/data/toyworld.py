@@ -185,6 +185,28 @@ def sample_word(rng: np.random.Generator) -> str:
     return word.upper() if case < 0.3 else word.capitalize() if case < 0.5 else word
 
 
+# What a label is: a vocabulary word (ocr-toyworld's scenes), a random lowercase string (an open vocabulary:
+# a reader must look at every character, no word prior helps), or either with even odds.
+LABEL_KINDS = ("vocabulary", "random", "mixed")
+RANDOM_LENGTHS = (3, 10)  # the random strings' length range, inclusive
+_LOWERCASE = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+
+
+def sample_random_string(rng: np.random.Generator, lengths: tuple[int, int] = RANDOM_LENGTHS) -> str:
+    return "".join(rng.choice(_LOWERCASE, int(rng.integers(lengths[0], lengths[1] + 1))))
+
+
+def sample_label(rng: np.random.Generator, kind: str = "vocabulary") -> str:
+    """A label of one of `LABEL_KINDS` (`vocabulary` draws exactly what `sample_word` draws)."""
+    if kind == "vocabulary":
+        return sample_word(rng)
+    if kind == "random":
+        return sample_random_string(rng)
+    if kind == "mixed":
+        return sample_word(rng) if rng.random() < 0.5 else sample_random_string(rng)
+    raise ConfigError(f"unknown label kind {kind!r}; the kinds are {LABEL_KINDS}")
+
+
 def generate_scene(
     rng: np.random.Generator,
     size: tuple[int, int] = (256, 256),
@@ -288,11 +310,14 @@ def write_ocr_toyworld(
 
 __all__ = [
     "BACKGROUNDS",
+    "LABEL_KINDS",
     "OCR_TOYWORLD_FILE",
     "SKIMAGE_PHOTOS",
     "VOCABULARY",
     "generate_scene",
     "sample_background",
+    "sample_label",
+    "sample_random_string",
     "sample_word",
     "write_ocr_toyworld",
 ]
