@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from vlzoo.robotics.policy import ReachTask, expert_demos, run_policy_probe, wilson_interval
+from vlzoo.core.errors import ConfigError
+from vlzoo.robotics.policy import (
+    READOUTS,
+    ReachTask,
+    expert_demos,
+    run_policy_probe,
+    wilson_interval,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +50,22 @@ def test_wilson_interval_by_hand():
     lo, hi = wilson_interval(5, 10)
     # 5 of 10: centre 0.5; half = 1.96·sqrt(0.025 + 0.0096040)/1.38416 = 0.26341
     assert (lo + hi) / 2 == pytest.approx(0.5) and hi - lo == pytest.approx(2 * 0.26341, abs=1e-4)
+
+
+@pytest.mark.parametrize("readout", sorted(READOUTS))
+def test_without_proprioception_the_head_never_sees_the_tool(readout):
+    """Without proprioception the step depends on the image features and the goal only: moving the tool
+    changes nothing; with it, the same head input with another tool position gives another step."""
+    torch.manual_seed(0)
+    feats = torch.randn(5, 16, 8) if readout == "tokens" else torch.randn(5, 8)
+    goal = torch.eye(4)[[0, 1, 2, 3, 0]]
+    tool, moved = torch.zeros(5, 3), torch.full((5, 3), 0.1)
+    blind_to_tool = READOUTS[readout](8, 4, False).eval()
+    assert torch.equal(blind_to_tool(feats, goal, tool), blind_to_tool(feats, goal, moved))
+    told = READOUTS[readout](8, 4, True).eval()
+    assert not torch.allclose(told(feats, goal, tool), told(feats, goal, moved))
+    with pytest.raises(ConfigError, match="readout"):
+        run_policy_probe(None, readout="patches")
 
 
 @pytest.mark.slow

@@ -68,3 +68,17 @@ def test_time_contrastive_pretraining_lowers_the_loss(triplet_root):
               enable_progress_bar=False, enable_model_summary=False).fit(module, train)  # fmt: skip
     after = _tcn(module.model, triplets)
     assert after < 0.85 * before, (before, after)
+
+
+def test_triplet_frames_share_one_random_crop(triplet_root):
+    """R3M's loader augments a clip's stacked frames with one draw: a still clip (every frame the same)
+    gives three identical training images, though the crop is random (frames cropped apart would differ)."""
+    triplets = VideoTriplets(triplet_root, "h2r-clip-tiny", split="train", train=True)
+    still = np.repeat(triplets.frames[0][:1], len(triplets.frames[0]), axis=0)
+    triplets.frames[0] = still
+    torch.manual_seed(0)
+    items = [triplets[0]["images"] for _ in range(3)]
+    for images in items:
+        assert images.shape == (3, 3, 64, 64)
+        assert torch.equal(images[0], images[1]) and torch.equal(images[1], images[2])
+    assert not torch.equal(items[0], items[1]) or not torch.equal(items[1], items[2])  # the crop is drawn

@@ -54,6 +54,10 @@ def _configure_policy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=50, help="seeded evaluation episodes")
     p.add_argument("--train-steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--readout", choices=("tokens", "pooled"), default="tokens",
+                   help="patch tokens → goal-conditioned spatial softmax, or the global embedding → MLP")  # fmt: skip
+    p.add_argument("--no-proprioception", dest="proprioception", action="store_false",
+                   help="don't give the policy the tool's position: it must read it from the image")  # fmt: skip
 
 
 register_eval_task(

@@ -7,10 +7,13 @@ be), and the gripper must get within `success_radius` of a point above that bloc
 most `max_step` metres each. Which slot holds the goal colour is only in the image: a policy that ignores
 the image (`run_policy_probe(None, ...)`, the reference) can at best guess a slot.
 
-Probe, as visual-pretraining probes commonly do: the encoder is frozen; its patch tokens (the zoo model's
-`encode_image(output_tokens=True)`) feed a small goal-conditioned spatial-softmax head (per head, an
-attention map over the token grid whose query comes from the goal, read out as the expected image
-coordinates), which with the goal and the proprioception (the tool position, as R3M's probes give it)
+Probe, as visual-pretraining probes commonly do: the encoder is frozen and a small head reads it
+(`READOUTS`): `tokens` — its patch tokens (the zoo model's `encode_image(output_tokens=True)`) through a
+goal-conditioned spatial-softmax head (per head, an attention map over the token grid whose query comes from
+the goal, read out as the expected image coordinates); `pooled` — its global embedding, as R3M's and H2R's
+probes feed the frozen representation to an MLP, which rebuilds nothing spatial from the tokens, so what
+pre-training put into the embedding decides. Either, with the goal and by default the proprioception (the
+tool position, as R3M's probes give it; `proprioception=False` leaves the tool's position to the image),
 feeds an MLP that outputs the step. Trained by behaviour cloning (mean squared error) on scripted expert
 demonstrations, executed with DART-style noise so the demonstrations also cover states off the expert's
 path (labels stay the clean expert step); the success rate is measured over seeded evaluation episodes,
@@ -33,13 +36,15 @@ from PIL import Image
 from torch import nn
 
 from vlzoo.core import get_transforms
+from vlzoo.core.errors import ConfigError
 from vlzoo.core.eval import load_eval_model
 from vlzoo.robotics.camera import Camera, look_at
 from vlzoo.robotics.render import render_robot
 from vlzoo.robotics.retarget import Robot, get_embodiment
 from vlzoo.robotics.toyworld import BLOCK, COLOURS, TABLE
 
-__all__ = ["ReachTask", "expert_demos", "run_policy_probe", "wilson_interval"]
+__all__ = ["READOUTS", "PooledHead", "ReachTask", "SpatialSoftmaxHead", "expert_demos", "run_policy_probe",
+           "wilson_interval"]  # fmt: skip
 
 _DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])  # the tool pointing at the table
 _SLOTS_X = np.array([-0.10, -0.02, 0.06])  # robot-toyworld's block slots
@@ -167,16 +172,16 @@ class SpatialSoftmaxHead(nn.Module):
     out as its expected (x, y) in [-1, 1]: image positions, which is what reaching needs. With no tokens
     (`token_dim=0`) it is the image-blind reference policy on the goal and proprioception alone."""
 
-    def __init__(self, token_dim: int, goal_dim: int, heads: int = 4, key_dim: int = 32, hidden: int = 256,
-                 dropout: float = 0.2):  # fmt: skip
+    def __init__(self, token_dim: int, goal_dim: int, proprioception: bool = True, heads: int = 4,
+                 key_dim: int = 32, hidden: int = 256, dropout: float = 0.2):  # fmt: skip
         super().__init__()
-        self.heads, self.key_dim = heads, key_dim
+        self.heads, self.key_dim, self.proprioception = heads, key_dim, proprioception
         self.sees = token_dim > 0
         if self.sees:
             self.norm = nn.LayerNorm(token_dim)
             self.key = nn.Linear(token_dim, heads * key_dim)
             self.query = nn.Linear(goal_dim, heads * key_dim)
-        width = 2 * heads * self.sees + goal_dim + 3
+        width = 2 * heads * self.sees + goal_dim + 3 * proprioception
         self.mlp = nn.Sequential(
             nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -195,24 +200,56 @@ class SpatialSoftmaxHead(nn.Module):
         return torch.einsum("bnh,nc->bhc", attn, grid).flatten(1)
 
     def forward(self, tokens: torch.Tensor | None, goal: torch.Tensor, tool: torch.Tensor) -> torch.Tensor:
-        parts = [goal, tool * _PROP_SCALE]
+        parts = [goal] + ([tool * _PROP_SCALE] if self.proprioception else [])
         if self.sees:
             parts.insert(0, self.keypoints(tokens, goal))
         return self.mlp(torch.cat(parts, dim=1))
 
 
+class PooledHead(nn.Module):
+    """The frozen encoder's global embedding (as R3M's and H2R's probes feed the frozen representation to an
+    MLP), with the goal and, optionally, the proprioception, through an MLP to the step. Without
+    proprioception the tool's position too must be read from the embedding: what the encoder's
+    pre-training put into its pooled vector decides how well (module docstring)."""
+
+    def __init__(self, embed_dim: int, goal_dim: int, proprioception: bool = True, hidden: int = 256,
+                 dropout: float = 0.1):  # fmt: skip
+        super().__init__()
+        self.proprioception = proprioception
+        # standardized per sample, no learned affine: encoders trained to different embedding scales (the
+        # time-contrastive loss leaves it free) reach the MLP on one scale
+        self.norm = nn.LayerNorm(embed_dim, elementwise_affine=False) if embed_dim else None
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_dim + goal_dim + 3 * proprioception, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, 3),
+        )  # fmt: skip
+
+    def forward(self, embedding: torch.Tensor | None, goal: torch.Tensor, tool: torch.Tensor) -> torch.Tensor:
+        parts = [goal] + ([tool * _PROP_SCALE] if self.proprioception else [])
+        if self.norm is not None:
+            parts.insert(0, self.norm(embedding))
+        return self.mlp(torch.cat(parts, dim=1))
+
+
+# how the policy reads the frozen encoder: (feature width, goal width, proprioception) → head
+READOUTS: dict[str, type[nn.Module]] = {"tokens": SpatialSoftmaxHead, "pooled": PooledHead}
+
+
 @torch.no_grad()
-def _tokens(net: nn.Module, name: str, images: np.ndarray, batch: int = 64) -> torch.Tensor:
-    """The frozen encoder's projected patch tokens `[N, tokens, D]`."""
+def _features(net: nn.Module, name: str, images: np.ndarray, readout: str, batch: int = 64) -> torch.Tensor:
+    """The frozen encoder's projected patch tokens `[N, tokens, D]` (`readout="tokens"`) or its global
+    embedding `[N, D]` (`"pooled"`, unnormalized)."""
     preprocess = get_transforms(name, train=False)
     out = []
     for i in range(0, len(images), batch):
         x = torch.stack([preprocess(Image.fromarray(im)) for im in images[i : i + batch]])
-        out.append(net.encode_image(x, normalize=False, output_tokens=True)[1])
+        pooled, tokens = net.encode_image(x, normalize=False, output_tokens=True)
+        out.append(tokens if readout == "tokens" else pooled)
     return torch.cat(out)
 
 
-def _behaviour_cloning(head: SpatialSoftmaxHead, tokens: torch.Tensor | None, goals: torch.Tensor,
+def _behaviour_cloning(head: nn.Module, tokens: torch.Tensor | None, goals: torch.Tensor,
                        tools: torch.Tensor, targets: torch.Tensor, steps: int, seed: int) -> float:  # fmt: skip
     """MSE on the expert's steps; the tool position is jittered by 1 cm so that the MLP can't key on the
     exact start position of each of a few dozen demonstrations (it would memorize them)."""
@@ -243,19 +280,24 @@ def run_policy_probe(
     image_size: int = 128,
     task: ReachTask | None = None,
     demonstrations: tuple[np.ndarray, ...] | None = None,
+    readout: str = "tokens",
+    proprioception: bool = True,
 ) -> dict[str, Any]:
     """Behaviour cloning on `model`'s frozen image tower (weights `pretrained`, or its random
     initialization drawn from `seed` when None); `model=None` is the image-blind reference. Success rate
-    over `episodes` seeded evaluation episodes (module docstring). A `task` given is reused (not closed);
+    over `episodes` seeded evaluation episodes (module docstring). `readout` is a key of `READOUTS`; without
+    `proprioception` the policy gets no tool position. A `task` given is reused (not closed);
     `demonstrations` given (`expert_demos`' output for `seed`) are cloned instead of rendering them again."""
+    if readout not in READOUTS:
+        raise ConfigError(f"policy probe: readout must be one of {sorted(READOUTS)}, got {readout!r}")
     torch.manual_seed(seed)
     net, name = load_eval_model(model, pretrained) if model is not None else (None, "blind")
     own = task is None
     task = task or ReachTask(image_size=image_size)
     try:
         images, tools, goals, actions = demonstrations or expert_demos(task, demos, seed)
-        tokens = _tokens(net, name, images) if net is not None else None
-        head = SpatialSoftmaxHead(0 if tokens is None else tokens.shape[-1], goals.shape[1])
+        tokens = _features(net, name, images, readout) if net is not None else None
+        head = READOUTS[readout](0 if tokens is None else tokens.shape[-1], goals.shape[1], proprioception)
         loss = _behaviour_cloning(head, tokens, torch.as_tensor(goals), torch.as_tensor(tools),
                                   torch.as_tensor(actions) / task.max_step, train_steps, seed)  # fmt: skip
         rng = np.random.default_rng(10_000 + seed)  # evaluation episodes never seen in the demonstrations
@@ -264,7 +306,7 @@ def run_policy_probe(
             goal_point = task.reset(rng)
             goal = torch.as_tensor(task.goal_onehot())[None]
             for _ in range(task.steps):
-                seen = _tokens(net, name, task.observe()[None]) if net is not None else None
+                seen = _features(net, name, task.observe()[None], readout) if net is not None else None
                 tool = torch.as_tensor(task.tool()[None], dtype=torch.float32)
                 with torch.no_grad():
                     task.step(head(seen, goal, tool)[0].numpy() * task.max_step)
@@ -285,6 +327,8 @@ def run_policy_probe(
         "demos": demos,
         "train_loss": loss,
         "seed": seed,
+        "readout": readout,
+        "proprioception": proprioception,
     }
 
 
@@ -296,14 +340,18 @@ def evaluate_policy(
     train_steps: int = 1000,
     seed: int = 0,
     out: str | None = None,
+    readout: str = "tokens",
+    proprioception: bool = True,
     **_: Any,
 ) -> dict[str, Any]:
-    """`vlzoo-robotics eval policy --model NAME [--pretrained W]`: the probe's success rate for one encoder."""
+    """`vlzoo-robotics eval policy --model NAME [--pretrained W] [--readout pooled] [--no-proprioception]`:
+    the probe's success rate for one encoder."""
     from pathlib import Path
 
     from vlzoo.core.eval import print_table, write_json
 
-    result = run_policy_probe(model, pretrained, demos, episodes, train_steps, seed)
+    result = run_policy_probe(model, pretrained, demos, episodes, train_steps, seed, readout=readout,
+                              proprioception=proprioception)  # fmt: skip
     lo, hi = result["ci95"]
     print_table({"success_rate": result["success_rate"], "ci95_low": lo, "ci95_high": hi,
                  "mean_final_distance_m": result["mean_final_distance"]},

@@ -26,7 +26,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from vlzoo.core import create_model, get_tokenizer, get_transforms
@@ -64,8 +63,8 @@ def time_contrastive_loss(
 class VideoTriplets(Dataset):
     """Three frames s0 ≤ s1 ≤ s2 of one clip per item (R3M's draw, above), from any layout `list_clips`
     reads (robot-toyworld's or `augment`'s captions.csv, SSv2, Ego4D/EPIC CSVs), preprocessed as `model`
-    trains (`train`) or evaluates: `{"images": [3, C, H, W], "text": caption}`. Clips are decoded once and
-    kept (toy-sized data); an unreadable one is a `DataError` naming it."""
+    trains (`train`, one random crop for the three) or evaluates: `{"images": [3, C, H, W], "text": caption}`.
+    Clips are decoded once and kept (toy-sized data); an unreadable one is a `DataError` naming it."""
 
     def __init__(
         self, path: str | os.PathLike, model: str, split: str = "train", seed: int = 0, train: bool = True
@@ -89,7 +88,9 @@ class VideoTriplets(Dataset):
         n = len(frames)
         s1 = int(self.rng.integers(1, n))
         s0, s2 = int(self.rng.integers(0, s1)), int(self.rng.integers(s1, n))
-        images = torch.stack([self.preprocess(Image.fromarray(frames[i])) for i in (s0, s1, s2)])
+        # one draw of the random crop for the three frames, as R3M's loader augments a clip's stacked frames:
+        # frames cropped apart would differ by the crop, not only by what moved between them
+        images = self.preprocess(torch.from_numpy(frames[[s0, s1, s2]]).permute(0, 3, 1, 2))
         return {"images": images, "text": self.captions[index]}
 
 
