@@ -19,7 +19,10 @@ import vlzoo.core as vz
 from vlzoo.core.weights import save
 
 # In-process runs give LightningCLI its arguments while pytest's are in sys.argv: intended here.
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:LightningCLI's args parameter"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 RECIPES = all_recipes()
 TINY = [path for path in RECIPES if "tiny" in path.stem]
@@ -33,14 +36,6 @@ EARLIER_STAGE = {
 
 def _id(path: Path) -> str:
     return f"{path.parent.name}/{path.stem}"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_every_domain_has_recipes_and_tiny_ones():
@@ -97,6 +92,20 @@ def _summary_losses(caplog) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r"(\S+loss) (\S+?)(?:,|$| ·)", summary)}
 
 
+def _config_field(config: object, dotted: str) -> object:
+    """A model config's field by its override key (`vision.pool` reads `config.vision.pool`)."""
+    for name in dotted.split("."):
+        config = getattr(config, name)
+    return config
+
+
+def _as_yaml(value: object) -> object:
+    """A config value as YAML writes it: tuples become lists, so `(256, 128)` equals a recipe's `[256, 128]`."""
+    if isinstance(value, (tuple, list)):
+        return [_as_yaml(v) for v in value]
+    return value
+
+
 @pytest.mark.parametrize("recipe", TINY, ids=_id)
 def test_tiny_recipe_fits_a_batch_through_its_console_script(recipe, recipe_data_root, tmp_path, caplog):
     own = load_recipe(recipe)
@@ -118,7 +127,7 @@ def test_tiny_recipe_fits_a_batch_through_its_console_script(recipe, recipe_data
     model = vz.create_model(own["model"]["model"], pretrained=str(run / "model.safetensors")).eval()
     for key, value in (own["model"].get("model_overrides") or {}).items():
         if key not in dict(EARLIER_STAGE.values()):
-            assert getattr(model.config, key) == value, key
+            assert _as_yaml(_config_field(model.config, key)) == value, key
     if not hasattr(model, "encode_text"):  # a detector (dbnet-*) reads no text
         return
     tokens = vz.get_tokenizer(own["model"]["model"])(["a caption"])
