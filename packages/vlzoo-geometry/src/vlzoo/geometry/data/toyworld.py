@@ -513,12 +513,14 @@ def _circle(rng: np.random.Generator, shown: bool) -> GeoProblem:
 _SLOTS = {"up-right": True, "up-left": False, "down-left": True, "down-right": False}  # True: measures φ
 
 
-def _parallel(rng: np.random.Generator, shown: bool) -> GeoProblem:
-    a_, b_, c_, d_, e_, f_, g_, h_ = _names(rng, 8)
-    phi = float(rng.choice([v for v in range(35, 150, 5) if v != 90]))
-    d = Diagram()
+def _parallel_lines(
+    d: Diagram, names: tuple[str, ...], phi: float, hx: float, crossings: bool
+) -> dict[str, dict[str, str]]:
+    """Draw parallels AB (y = 6) and CD (y = 0) cut by the transversal EF at G and H (H at x = `hx`, EF at `phi`
+    degrees), with their formal description (`crossings`: also G on AB and H on CD); returns, for G and H,
+    the point each way (up/down/left/right) along the lines, which names the four angles at each crossing."""
+    a_, b_, c_, d_, e_, f_, g_, h_ = names
     top, bottom = 6.0, 0.0
-    hx = float(rng.uniform(3, 5))
     gx = hx + (top - bottom) / math.tan(math.radians(phi))
     ux, uy = math.cos(math.radians(phi)), math.sin(math.radians(phi))
     d.points = {
@@ -527,17 +529,24 @@ def _parallel(rng: np.random.Generator, shown: bool) -> GeoProblem:
         e_: (gx + 3 * ux, top + 3 * uy), f_: (hx - 3 * ux, bottom - 3 * uy),
     }  # fmt: skip
     d.seg(a_ + b_, c_ + d_, e_ + f_)
+    on_parallels = [f"PointLiesOnLine({g_},Line({a_},{b_}))", f"PointLiesOnLine({h_},Line({c_},{d_}))"]
     d.formal += [
         f"Parallel(Line({a_},{b_}),Line({c_},{d_}))",
-        f"PointLiesOnLine({g_},Line({a_},{b_}))",
-        f"PointLiesOnLine({h_},Line({c_},{d_}))",
+        *(on_parallels if crossings else []),
         f"PointLiesOnLine({g_},Line({e_},{f_}))",
         f"PointLiesOnLine({h_},Line({e_},{f_}))",
     ]
-    rays = {
+    return {
         g_: {"up": e_, "down": h_, "left": a_, "right": b_},
         h_: {"up": g_, "down": f_, "left": c_, "right": d_},
     }
+
+
+def _parallel(rng: np.random.Generator, shown: bool) -> GeoProblem:
+    a_, b_, c_, d_, e_, f_, g_, h_ = _names(rng, 8)
+    phi = float(rng.choice([v for v in range(35, 150, 5) if v != 90]))
+    d = Diagram()
+    rays = _parallel_lines(d, (a_, b_, c_, d_, e_, f_, g_, h_), phi, float(rng.uniform(3, 5)), crossings=True)
     marks = []
     for label in ("1", "2"):  # on a diagram question ∠1 shows its value instead of its name
         while True:
@@ -720,23 +729,7 @@ def _angle_pair(family: str, rng: np.random.Generator) -> GeoProblem:
     elif family == "parallel":
         a_, b_, c_, d_, e_, f_, g_, h_ = _names(rng, 8)
         phi = x if rng.random() < 0.5 else 180.0 - x  # the transversal leans either way
-        gx, hx = 4.0 + 6.0 / math.tan(math.radians(phi)), 4.0
-        ux, uy = math.cos(math.radians(phi)), math.sin(math.radians(phi))
-        d.points = {
-            a_: (min(gx, hx) - 4, 6.0), b_: (max(gx, hx) + 4, 6.0), g_: (gx, 6.0),
-            c_: (min(gx, hx) - 4, 0.0), d_: (max(gx, hx) + 4, 0.0), h_: (hx, 0.0),
-            e_: (gx + 3 * ux, 6.0 + 3 * uy), f_: (hx - 3 * ux, -3 * uy),
-        }  # fmt: skip
-        d.seg(a_ + b_, c_ + d_, e_ + f_)
-        d.formal += [
-            f"Parallel(Line({a_},{b_}),Line({c_},{d_}))",
-            f"PointLiesOnLine({g_},Line({e_},{f_}))",
-            f"PointLiesOnLine({h_},Line({e_},{f_}))",
-        ]
-        rays = {
-            g_: {"up": e_, "down": h_, "left": a_, "right": b_},
-            h_: {"up": g_, "down": f_, "left": c_, "right": d_},
-        }
+        rays = _parallel_lines(d, (a_, b_, c_, d_, e_, f_, g_, h_), phi, 4.0, crossings=False)
         measures_x = [slot for slot, is_phi in _SLOTS.items() if is_phi == (phi == x)]
         s1 = str(rng.choice(measures_x))  # ∠1 at the upper crossing, ∠2 at the lower one: equal angles
         s2 = str(rng.choice(measures_x))
