@@ -18,13 +18,12 @@ problem's (equal: the model does not read its diagram).
     python benchmarks/geometry_geox_ablation.py --workers 3 --seeds 0 1   # two seeds (data and training)
     python benchmarks/geometry_geox_ablation.py --steps 20 20 20 100 --n-train 400 --workers 3
 
-Measured (`--workers 4 --seeds 0 1`, mean of the two seeds; top-1 / top-10 / structure / on figure / text):
-GeoX 52.5 / 66.0 / 38.8 / 50.2 / 78.5, plain Q-Former 61.0 / 72.0 / 50.1 / 52.6 / 86.1, text-only 48.0 /
-57.5 / 19.1 / 53.1 / 86.3, choice 25. GeoX above text-only on both seeds (50 vs 47, 55 vs 49); every visual
-variant's program loss is lower with its own diagram than with another's; alignment R@1 still at chance and
-GS-Former's samplers keep 10% of the patches after it (the sparsity term, not ITC/ITM/LM, drives them).
-Those figures predate geox-tiny's Q-Former init/dropout fix (ITC had sat at chance: its text [CLS] read no
-text; benchmarks/geometry_alignment_overfit.py, geometry_alignment_heldout.py) and are not yet re-measured.
+Measured after geox-tiny's Q-Former init/dropout fix (`--workers 2 --seeds 0 1`, then `--seeds 2 3`; top-1 per
+seed 0/1/2/3, mean top-1 / top-10 / structure questions): GeoX 55/57/59/64, 58.8 / 68.5 / 48.6; plain Q-Former
+51/57/52/65, 56.3 / 67.5 / 49.0; text-only 47/49/43/52, 47.8 / 58.5 / 21.5; choice 25. GeoX minus text-only
+per seed +8/+8/+16/+12 (mean +11.0, 95% t-interval ±6.1). Every visual variant's program loss is lower with
+its own diagram than with another's; held-out alignment R@1 stays near chance (0.01–0.06 of 100) and ITM at its
+chance loss, so GS-Former's samplers are driven by their sparsity term (≈9% of patches kept after alignment).
 """
 
 from __future__ import annotations
