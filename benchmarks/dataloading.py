@@ -20,6 +20,12 @@ must give the same multiset of (image tensor, token ids) over an epoch.
 passes): the shards' tar walk and grouping alone, a whole read of the shards (walk, shuffle buffer, parse,
 decode) and of the folder (file read, decode), and the collation (transform, tokenization) both share.
 
+`--worker-cpu N` adds N epochs of a paired measurement that hardly depends on the machine's load: the folder,
+shards with no shuffle buffer and shards with the default buffer each get one persistent DataLoader worker
+of their own, the three are read in lockstep (a batch of each in turn), and each worker's own CPU time per
+image is compared with the folder worker's in the same epoch (median over epochs). It tells apart what the
+shard format costs and what the shuffle buffer costs.
+
 `--jpeg N` adds a second measurement: N toyworld scenes drawn at `--jpeg-size` pixels and stored as JPEGs
 (quality 90), read from shards with and without `jpeg_draft` (1.25 × the model's input size): the images/s
 of a full decode against a DCT-scaled one, and how far the drafted images are from the full ones after the
@@ -33,6 +39,7 @@ epochs (half its images hit in the second epoch, three quarters in the third, ..
     python benchmarks/dataloading.py                       # 3072 images, 2 workers, 5 repeats
     python benchmarks/dataloading.py --images 1000 --repeats 1 --stages
     python benchmarks/dataloading.py --images 1024 --jpeg 512       # and JPEG draft decoding
+    python benchmarks/dataloading.py --repeats 1 --worker-cpu 8     # and per-worker CPU, paired
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import itertools
 import math
 import os
 import statistics
@@ -209,6 +217,43 @@ def jpeg_draft_figures(tmp: Path, cfg, tokenizer, transforms, args) -> None:
     print(f"  {'ratio draft/full:':42s} {drafted / full:8.2f}")
 
 
+def worker_seconds(loader: DataLoader) -> float:
+    """CPU time so far of the loader's single persistent worker (Linux /proc)."""
+    worker = loader._iterator._workers[0]
+    fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def worker_cpu(folder, shards: list[Path], collate, epochs: int, args) -> None:
+    """Worker CPU µs per image of the folder and of shards with and without the shuffle buffer, one worker
+    each, read in lockstep (see the module docstring)."""
+    common = {"collate_fn": collate, "num_workers": 1, "persistent_workers": True, "batch_size": args.batch}
+    loaders = {
+        "folder": DataLoader(folder, shuffle=True, **common),
+        "shards, no shuffle buffer": DataLoader(ShardSource(shards, shuffle_buffer=0), **common),
+        f"shards, buffer {SHUFFLE_BUFFER}": DataLoader(
+            ShardSource(shards, shuffle_buffer=SHUFFLE_BUFFER), **common
+        ),
+    }
+    for loader in loaders.values():  # worker start-up
+        for _ in loader:
+            pass
+    costs: dict[str, list[float]] = {name: [] for name in loaders}
+    for _ in range(epochs):
+        iterators = {name: iter(loader) for name, loader in loaders.items()}
+        start = {name: worker_seconds(loader) for name, loader in loaders.items()}
+        counts = dict.fromkeys(loaders, 0)
+        for batches in itertools.zip_longest(*iterators.values()):
+            for name, batch in zip(loaders, batches):
+                counts[name] += 0 if batch is None else len(pairs(batch)[0])
+        for name, loader in loaders.items():
+            costs[name].append((worker_seconds(loader) - start[name]) / counts[name] * 1e6)
+    print(f"worker CPU µs per image (one worker per kind, read in lockstep, median of {epochs} epochs):")
+    for name, cost in costs.items():
+        paired = statistics.median(f / c for f, c in zip(costs["folder"], cost))
+        print(f"  {name + ':':42s} {statistics.median(cost):8.1f}  folder/this, paired: {paired:5.3f}")
+
+
 def stage_costs(folder, shards: list[Path], collate) -> None:
     """CPU µs per sample of each stage, in this process (see the module docstring)."""
     paths = [str(p) for p in shards]
@@ -267,6 +312,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--shard-count", type=int, default=256, help="samples per shard")
     parser.add_argument("--stages", action="store_true", help="first print each stage's CPU cost")
+    parser.add_argument("--worker-cpu", type=int, default=0, help="also this many paired worker epochs")
     parser.add_argument("--jpeg", type=int, default=0, help="also time JPEG draft decoding on this many")
     parser.add_argument("--jpeg-size", type=int, default=448, help="side of those JPEGs, in pixels")
     args = parser.parse_args()
@@ -318,6 +364,9 @@ def main() -> None:
                 cpus[name].append(cpu)
         report(rates, cpus, images, args)
         del timed  # its persistent workers go
+        if args.worker_cpu:
+            collate = ImageTextCollator(transforms[True], tokenizer)
+            worker_cpu(folder, shards, collate, args.worker_cpu, args)
         if args.jpeg:
             jpeg_draft_figures(Path(tmp), cfg, tokenizer, transforms, args)
 
