@@ -187,3 +187,37 @@ def test_pretrained_decoder_loads_only_the_decoder_and_refuses_other_weights(tin
     clip = save(create_model("clip-vit-tiny"), tmp_path / "clip.safetensors")
     with pytest.raises(WeightsError, match=r"no 'decoder\.' weights"):
         create_model("dptr-parseq-tiny", pretrained_decoder=str(clip))
+
+
+def test_conv_stem_downsamples_to_the_patch_grid_and_keeps_everything_after():
+    """`stem="conv"`: stride-2 conv stages (one per halving; a 4×8 patch halves the width once more) feed the
+    same ViT blocks on the same token grid; the patch stem is ViT's linear embedding; bad settings refused."""
+    torch.manual_seed(0)
+    patch = create_model("dptr-parseq-tiny", stage="finetune")
+    conv = create_model("dptr-parseq-tiny", stage="finetune", stem="conv", stem_width=8)
+    assert type(patch.encoder.patch_embed).__name__ == "PatchEmbed"
+    stages = list(conv.encoder.patch_embed.backbone)
+    assert [layer.conv.stride for layer in stages] == [(2, 2)] * 3  # 8×8 patches: three halvings
+    assert [layer.conv.out_channels for layer in stages] == [8, 16, 32]
+    assert conv.encoder.pos_embed.shape == patch.encoder.pos_embed.shape == (1, 4 * 16, 64)
+    assert len(conv.encoder.blocks) == len(patch.encoder.blocks) == 2
+    images = torch.randn(2, 3, 32, 128)
+    assert conv.visual_memory(images).shape == (2, 17, 64)
+    # each token sees its own 8×8 cell (and the 3×3 convs' margin), not the whole image: changing the last
+    # column of cells leaves the first column's stem features as they were
+    conv.eval()
+    with torch.no_grad():
+        before = conv.encoder.patch_embed(images)
+        changed = images.clone()
+        changed[..., -8:] = 5.0
+        after = conv.encoder.patch_embed(changed)
+    first_column = torch.arange(0, 64, 16)
+    assert torch.allclose(before[:, first_column], after[:, first_column])
+    assert not torch.allclose(before[:, first_column + 15], after[:, first_column + 15])
+    wide = create_model("dptr-parseq-tiny", stage="finetune", stem="conv", patch_size=(4, 8))
+    assert [layer.conv.stride for layer in wide.encoder.patch_embed.backbone] == [(2, 2), (2, 2), (1, 2)]
+    assert wide.encoder.pos_embed.shape == (1, 8 * 16, 64)
+    with pytest.raises(ConfigError, match="powers of 2"):
+        create_model("dptr-parseq-tiny", stem="conv", patch_size=(6, 8))
+    with pytest.raises(ConfigError, match="stem must be one of"):
+        create_model("dptr-parseq-tiny", stem="resnet")

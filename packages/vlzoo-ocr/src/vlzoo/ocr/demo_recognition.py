@@ -57,6 +57,8 @@ RECOGNITION_DEMO = {
     "eval_every": 50,
     "batch": 64,
     "lr": 2e-3,
+    # the fine-tuning ViT's stem (`vlzoo.ocr.dptr.STEMS`): "patch" is the paper's linear patch embedding
+    "stem": "patch",
     "parallel": False,  # the three fine-tuning runs in three processes (one thread each)
 }
 ARMS = ("pretrained", "scratch", "frozen-decoder")
@@ -161,7 +163,7 @@ def _finetune_arm(
     images = _crops_tensor(train_crops, transform)
     test = (_crops_tensor(test_crops, transform), test_crops.labels)
     torch.manual_seed(1)  # the same ViT and FMU initialization and the same batches in every run
-    model = create_model("dptr-parseq-tiny", stage="finetune", **overrides)
+    model = create_model("dptr-parseq-tiny", stage="finetune", stem=settings["stem"], **overrides)
     targets = model.config.tokenizer()(train_crops.labels)
     s = settings
     curve = _fit(model, images, targets, test, s["steps"], s["batch"], s["lr"], s["eval_every"], name, log)
@@ -291,7 +293,7 @@ def run_recognition_demo(
     from vlzoo.ocr.evaluation_recognition import evaluate_recognition  # rich and matplotlib: imported late
 
     report = evaluate_recognition(
-        create_model("dptr-parseq-tiny", pretrained=finetuned),
+        create_model("dptr-parseq-tiny", pretrained=finetuned, stem=s["stem"]),
         data=str(words / "test" / "labels.txt"),
         workers=0,
         out=out / "report",
