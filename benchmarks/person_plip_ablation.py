@@ -11,9 +11,12 @@ wears them). Every mode trains on one generated dataset; each seed re-draws init
 Issue goal: PLIP's identity contrast and attribute prediction measurably beat plain CLIP on the same budget.
 
 Both arms get the same batches: 8 identities × 4 images (checked: every batch of the `group_batches`
-sampler holds 4 images of each of its 8 pids, whatever the tasks). Measured 2026-11-29 (`--n-train 640
---epochs 12`, seeds 0-2): plip 17.5 ± 1.8 Rank-1, plip-no-colorization 13.4 ± 3.8, identity 10.4 ± 1.9,
-clip 10.6 ± 2.3, colours-only 12.5, chance 2.5. The full pre-training beats plain CLIP clearly; identity
+sampler holds 4 images of each of its 8 pids, whatever the tasks). Measured 2026-11-30 on the current
+drawing of person-toyworld (`--n-train 640 --epochs 12 --modes plip clip --seeds S`, one process a seed):
+plip 15.5 ± 6.4 Rank-1 (22.4, 9.9, 14.2 for seeds 0-2), mAP 22.7 ± 5.8; clip 10.2 ± 2.5 (12.5, 7.6, 10.4),
+mAP 16.2 ± 3.4; plip ahead on every seed (+9.9, +2.3, +3.8); colours-only 12.5, chance 2.5. On the earlier
+drawing (2026-11-29, seeds 0-2): plip 17.5 ± 1.8, plip-no-colorization 13.4 ± 3.8, identity 10.4 ± 1.9,
+clip 10.6 ± 2.3. The full pre-training beats plain CLIP; identity
 contrast alone does not, and on person-toyworld it cannot: where one person's captions have one feature,
 the pair-only loss and the identity contrast have the same value and the same image-side gradient,
 whatever the images (tests/person/test_plip.py::test_pair_and_identity_contrast_agree_where_a_persons_

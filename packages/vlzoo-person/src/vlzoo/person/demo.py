@@ -48,10 +48,10 @@ class PersonDemo:
             "seed": 0,
         }
     )
-    # 12 epochs = 960 steps of 8 identities × 4 images. Measured 2026-11-29, seeds 0-2 (`python
-    # benchmarks/person_plip_ablation.py --seeds 0 1 2`, one mode and seed a process): Rank-1 17.5 ± 1.8%
-    # (15.5-18.9), Rank-10 72.1%, mAP 24.7 vs the colours-only matcher's 12.5% Rank-1, chance 2.5%, and plain
-    # CLIP training on the same batches 10.6 ± 2.3% (8.0-12.1), 56.6%, 17.4
+    # 12 epochs = 960 steps of 8 identities × 4 images. Measured 2026-11-30, seeds 0-2 (`python
+    # benchmarks/person_plip_ablation.py --modes plip clip --seeds S`, one seed a process): Rank-1 15.5 ± 6.4%
+    # (22.4 with the demo's seed 0, 9.9, 14.2), mAP 22.7 vs the colours-only matcher's 12.5% Rank-1, chance
+    # 2.5%, and plain CLIP training on the same batches 10.2 ± 2.5% (12.5, 7.6, 10.4), mAP 16.2
     epochs: int = 12
     batch_size: int = 32
     per_identity: int = 4  # K of the P×K batches: PLIP's identity contrast needs several images of a person

@@ -13,7 +13,12 @@ present (`colours_only_rank1`) confuses them, and matching needs the parts.
 Each identity has several images (`images_per_id`) varying pose (stride, arm swing, facing side, which
 moves the bag), scale, position, background and lighting; each image has five paraphrased captions naming
 every part ("a man with short black hair in a red jacket and blue trousers, wearing white shoes, carrying
-a grey backpack"). Images are H×W 128×64 by default (a pedestrian's 2:1 aspect).
+a grey backpack"). Images are H×W 128×64 by default (a pedestrian's 2:1 aspect). Every attribute is drawn
+as a part several pixels across at that size (long hair falls over the shoulders, bags have a dark outline
+and a backpack shows its straps): a supervised narrow ResNet-18 reads each group from 2000 such images
+(gender 93 %, hair length 85 %, upper garment type 93 %, bag 76 % after 400 steps; an earlier drawing that
+hid long hair behind a man's shoulders and drew small bags gave 71 % and 57 % on those two;
+`benchmarks/person_toyworld_oracle.py`).
 
 - `PERSON_ATTRIBUTES`: attribute group → its values (the vocabulary the captions use);
   `COLOUR_WORDS`: every colour word.
@@ -181,7 +186,12 @@ def render_person(
 ) -> np.ndarray:
     """One image `[height, width, 3]` uint8 of the identity `attributes`, pose, placement, background and
     lighting drawn from `rng`. The figure is drawn in units of 1/100 of its height, facing the camera;
-    `facing` (±1) mirrors the side its bag is carried on."""
+    `facing` (±1) mirrors the side its bag is carried on.
+
+    Every attribute is drawn as a part several units across, so that a CNN at 128×64 sees it: the
+    shoulders and hips (gender), strands of long hair falling over the shoulders, the sleeves' length and a
+    jacket's zip and collar or a coat's flared skirt and belt, trousers / shorts / skirt, the shoes, and a
+    dark-outlined bag (a backpack's two shoulder straps and its body beside the torso, or a handbag at the hand)."""
     image = _background(rng, height, width)
     draw = ImageDraw.Draw(image)
     a = attributes
@@ -194,19 +204,22 @@ def render_person(
     skin = SKIN[int(rng.integers(len(SKIN)))]
     y = lambda v: top + v * u  # noqa: E731  (units → pixels, vertical)
     x = lambda v: cx + v * u  # noqa: E731
+    line = max(1, round(u))  # a one-unit stroke
     upper, lower = RGB[a["upper_colour"]], RGB[a["lower_colour"]]
     hair, shoes = RGB[a["hair_colour"]], RGB[a["shoe_colour"]]
-    shoulder = 12.0 if a["gender"] == "man" else 8.0  # a man's broad shoulders, a woman's wider hips
-    hip = 6.5 if a["gender"] == "man" else 9.0
+    shoulder = 13.0 if a["gender"] == "man" else 8.0  # a man's broad shoulders, a woman's wider hips
+    hip = 6.0 if a["gender"] == "man" else 9.5
+    bag = RGB.get(a["bag_colour"], (0, 0, 0))
+    bag_edge = _shade(bag, 0.4)  # an outline keeps a bag apart from a garment or wall of its colour
 
-    if a["bag"] == "backpack":  # behind the body: it shows beside the torso on the far side
+    if a["bag"] == "backpack":  # behind the body: its body shows beside the torso on the far side
         side = facing
         draw.rectangle(
-            _box(x(side * shoulder - 3 * side), y(17), x(side * (shoulder + 5)), y(42)),
-            fill=RGB[a["bag_colour"]],
-        )
+            _box(x(side * (shoulder - 2)), y(15), x(side * (shoulder + 8)), y(44)), fill=bag, outline=bag_edge,
+            width=line,
+        )  # fmt: skip
     if a["hair_length"] == "long":  # hair falls behind the shoulders
-        draw.rectangle((x(-7), y(6), x(7), y(28)), fill=hair)
+        draw.rectangle((x(-7.5), y(6), x(7.5), y(30)), fill=hair)
     # legs and lower garment
     leg_ends = {"trousers": 92, "shorts": 70, "skirt": 50}
     for sign in (-1, 1):
@@ -223,56 +236,65 @@ def render_person(
             draw.polygon(
                 [(x(sign * 1), y(50)), (x(sign * hip), y(50)), (x(kx), y(end)), (x(ix), y(end))], fill=lower
             )
-        draw.rectangle((x(foot - 3.5), y(92), x(foot + 3.5), y(97)), fill=shoes)
+        draw.rectangle((x(foot - 4), y(91), x(foot + 4), y(98)), fill=shoes)
     if a["lower_type"] == "skirt":
         draw.polygon(
-            [(x(-hip), y(48)), (x(hip), y(48)), (x(hip + 4), y(72)), (x(-hip - 4), y(72))], fill=lower
+            [(x(-hip), y(48)), (x(hip), y(48)), (x(hip + 5), y(74)), (x(-hip - 5), y(74))], fill=lower
         )
     else:
         draw.rectangle((x(-hip), y(46), x(hip), y(54)), fill=lower)
-    # arms: a shirt has short sleeves, a jacket or coat long ones
-    sleeve_end = 26 if a["upper_type"] == "shirt" else 47
+    # arms: a shirt has short sleeves (bare forearms), a jacket or coat long ones
+    sleeve_end = 24 if a["upper_type"] == "shirt" else 48
     for sign, sw in ((-1, swing), (1, -swing)):
         sx = sign * shoulder
         draw.polygon(
-            [(x(sx - 2), y(16)), (x(sx + 2), y(16)), (x(sx + sw + 2), y(48)), (x(sx + sw - 2), y(48))],
+            [
+                (x(sx - 2.5), y(16)),
+                (x(sx + 2.5), y(16)),
+                (x(sx + sw + 2.5), y(49)),
+                (x(sx + sw - 2.5), y(49)),
+            ],
             fill=skin,
         )
-        t = (sleeve_end - 16) / 32
+        t = (sleeve_end - 16) / 33
         draw.polygon(
             [
-                (x(sx - 2.2), y(15)),
-                (x(sx + 2.2), y(15)),
-                (x(sx + sw * t + 2.2), y(sleeve_end)),
-                (x(sx + sw * t - 2.2), y(sleeve_end)),
+                (x(sx - 2.8), y(15)),
+                (x(sx + 2.8), y(15)),
+                (x(sx + sw * t + 2.8), y(sleeve_end)),
+                (x(sx + sw * t - 2.8), y(sleeve_end)),
             ],
             fill=upper,
         )
-    # torso: a coat reaches the thighs (a skirt or shorts still show below it), a jacket has a dark zip down the middle
-    bottom = 62 if a["upper_type"] == "coat" else 50
-    waist = hip + (2 if a["upper_type"] == "coat" else 0)
+    # torso: a coat flares down over the thighs (a skirt or shorts still show below it) with a dark belt;
+    # a jacket has a dark collar and a broad zip down the middle
+    coat = a["upper_type"] == "coat"
+    bottom, waist = (66, hip + 4) if coat else (50, hip)
     draw.polygon(
         [(x(-shoulder), y(15)), (x(shoulder), y(15)), (x(waist), y(bottom)), (x(-waist), y(bottom))],
         fill=upper,
     )
+    dark = _shade(upper, 0.35) if a["upper_colour"] != "black" else (90, 90, 96)
     if a["upper_type"] == "jacket":
-        draw.line((x(0), y(17), x(0), y(50)), fill=_shade(upper, 0.45), width=max(1, int(u)))
-    if a["upper_type"] == "coat":
-        draw.line((x(-waist + 1), y(48), x(waist - 1), y(48)), fill=_shade(upper, 0.5), width=max(1, int(u)))
+        draw.polygon([(x(-5), y(15)), (x(5), y(15)), (x(0), y(25))], fill=dark)
+        draw.rectangle((x(-1), y(15), x(1), y(50)), fill=dark)
+    if coat:
+        draw.rectangle((x(-hip - 1.5), y(44), x(hip + 1.5), y(47)), fill=dark)
+    if a["hair_length"] == "long":  # and strands fall in front of the shoulders
+        for sign in (-1, 1):
+            draw.rectangle(_box(x(sign * 4), y(8), x(sign * 8), y(30)), fill=hair)
     # head and hair
     draw.rectangle((x(-1.8), y(11), x(1.8), y(16)), fill=skin)
     draw.ellipse((x(-5.5), y(1), x(5.5), y(13)), fill=skin)
     draw.chord((x(-6), y(0), x(6), y(10)), 180, 360, fill=hair)
     if a["bag"] == "handbag":  # in the hand on the near side
         hx = facing * shoulder + (-swing if facing > 0 else swing)
-        draw.line((x(hx), y(44), x(hx), y(49)), fill=_shade(RGB[a["bag_colour"]], 0.6), width=1)
-        draw.rectangle(_box(x(hx - 3.5), y(49), x(hx + 3.5), y(58)), fill=RGB[a["bag_colour"]])
-    if a["bag"] == "backpack":  # its strap across the chest
-        draw.line(
-            (x(-facing * shoulder * 0.6), y(15), x(facing * shoulder * 0.5), y(38)),
-            fill=_shade(RGB[a["bag_colour"]], 0.8),
-            width=max(1, int(u)),
-        )
+        draw.line((x(hx), y(44), x(hx), y(50)), fill=bag_edge, width=line)
+        draw.rectangle(_box(x(hx - 5), y(49), x(hx + 5), y(61)), fill=bag, outline=bag_edge, width=line)
+    if a["bag"] == "backpack":  # its two straps over the shoulders
+        for sign in (-1, 1):
+            sx = sign * shoulder * 0.6
+            draw.rectangle(_box(x(sx - 1.5), y(15), x(sx + 1.5), y(36)), fill=bag, outline=bag_edge, width=1)
     pixels = np.asarray(image, np.float32)
     light = rng.uniform(0.75, 1.15) * rng.uniform(0.95, 1.05, 3)  # brightness and a slight colour cast
     pixels = pixels * light + rng.normal(0.0, 4.0, pixels.shape)
