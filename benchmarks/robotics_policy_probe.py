@@ -3,18 +3,21 @@ pre-trained on the original human clips vs a random encoder, same architecture a
 image-blind reference (goal + proprioception only: it can only guess which slot holds the goal colour).
 
     python benchmarks/robotics_policy_probe.py [--clips 48] [--epochs 15] [--tcn-epochs 60]
-        [--objectives clip tcn] [--readout tokens|pooled] [--no-proprioception]
-        [--seeds 0 1 2] [--episodes 50] [--demos 60]
+        [--mae-epochs 40] [--mae-raw-pixels] [--objectives clip tcn mae] [--readout tokens|pooled]
+        [--no-proprioception] [--no-oracle] [--seeds 0 1 2] [--episodes 50] [--demos 60]
 
 1. robot-toyworld (human-hand clips), 2. `augment` with the Franka (the H2R clips, a `video-captions`
 dataset), 3. `h2r-clip-tiny` pre-trained on each with the same objective, epochs and seed: `clip`
 (frame–caption InfoNCE, `--epochs`) and/or `tcn` (R3M's time-contrastive loss, `vlzoo.robotics.r3m`,
-`--tcn-epochs`), 4. `run_policy_probe` (frozen encoder → `--readout` head + MLP, behaviour cloning on the
-reach-the-coloured-block task, with or without the tool position) for each encoder and seed, on the same
-demonstrations per seed; success rates with Wilson 95% intervals over all episodes of all seeds, and per
-seed; success-rate differences (H2R − human, pre-trained − random) with a Wald 95% interval, which counts
-episodes as independent (they share a seed's demonstrations and head): read it as optimistic. Encoders
-pre-trained by an earlier run with the same `--out` are reused.
+`--tcn-epochs`) and/or `mae` (`h2r-mae-tiny`, the same ViT with MAE's conventions, masked-autoencoder
+pre-training, `vlzoo.robotics.mae`, `--mae-epochs`; beside a random `h2r-mae-tiny`), 4. `run_policy_probe`
+(frozen encoder → `--readout` head + MLP, behaviour cloning on the reach-the-coloured-block task, with or
+without the tool position) for each encoder and seed, on the same demonstrations per seed; success rates with
+Wilson 95% intervals over all episodes of all seeds, and per seed; success-rate differences (H2R − human,
+pre-trained − random) with a Wald 95% interval, which counts episodes as independent (they share a seed's
+demonstrations and head): read it as optimistic. Encoders pre-trained by an earlier run with the same `--out`
+are reused. The oracle row (unless `--no-oracle`) is the probe's ceiling: the same pooled head fed the true
+goal point (`run_oracle_probe`).
 
 Measured 2026-11-29 (48 clips, clip 15 epochs, tcn 60 epochs, seeds 0-2 × 50 episodes):
 - default (`tokens`, with the tool position, 60 demos): blind 0.28, random 0.67, human clip 0.68, h2r clip
@@ -24,6 +27,19 @@ Measured 2026-11-29 (48 clips, clip 15 epochs, tcn 60 epochs, seeds 0-2 × 50 ep
   floor for every encoder — 60 demos: blind 0.01, random 0.04, human/h2r clip 0.07/0.09, human/h2r tcn
   0.05/0.06 (intervals overlap); 200 demos: 0.11 to 0.14 for all, the blind policy included.
 So H2R > human holds for R3M's objective in the default probe; H2R > random is not shown.
+
+Measured 2026-11-30 (same data; MAE 40 epochs, 75% masking, normalized-pixel target; under load):
+- `--objectives mae` (default probe): oracle 1.00 (150/150: the task and controller cap nothing), blind
+  0.28, random mae 0.77 (0.70-0.83), human mae 0.57 (0.49-0.65), h2r mae 0.67 (0.59-0.74); h2r − human
+  +0.09 (-0.02 to +0.20), h2r − random -0.11 (-0.21 to -0.01). The random ViT with the sine-cosine table
+  keeps each patch's colour at its place, which is all the spatial-softmax head needs; pre-training mixes
+  context into the tokens and makes the goal colour's attention map less sharp.
+- `--objectives mae --no-proprioception --no-oracle` (tokens, the tool only in the image): blind 0.02,
+  random mae 0.31 (0.24-0.38), human mae 0.29 (0.23-0.37), h2r mae 0.31 (0.24-0.39): a tie.
+- `--objectives clip mae --readout pooled --no-oracle --seeds 0` (R3M's protocol: global embedding +
+  tool position; one seed): blind 0.26, random 0.28, human/h2r clip 0.30/0.26, random mae 0.30,
+  human/h2r mae 0.24/0.28: no global embedding tells the policy which slot holds the goal colour.
+H2R > random is still not shown; with MAE, H2R ≥ human (+0.09 and +0.02, intervals over 0 both times).
 """
 
 from __future__ import annotations
@@ -42,10 +58,12 @@ from vlzoo.core.train import ImageTextDataModule, ZooModule
 from vlzoo.core.weights import save
 from vlzoo.robotics.augment import augment
 from vlzoo.robotics.h2r import H2RConfig
-from vlzoo.robotics.policy import ReachTask, expert_demos, run_policy_probe, wilson_interval
+from vlzoo.robotics.mae import MaskedAutoencoderModule, VideoFrames
+from vlzoo.robotics.policy import ReachTask, expert_demos, run_oracle_probe, run_policy_probe, wilson_interval
 from vlzoo.robotics.r3m import TimeContrastiveModule, VideoTriplets
 
 MODEL = "h2r-clip-tiny"
+MAE_MODEL = "h2r-mae-tiny"  # the same ViT with MAE's conventions (sine-cosine table, mean-pooled tokens)
 
 
 def _trainer(epochs: int) -> L.Trainer:
@@ -77,11 +95,23 @@ def pretrain_tcn(captions: Path, out: Path, epochs: int, seed: int) -> Path:
     return save(module.model, out / "model.safetensors")
 
 
+def pretrain_mae(captions: Path, out: Path, epochs: int, seed: int, norm_pix_loss: bool = True) -> Path:
+    """MAE's objective (`vlzoo.robotics.mae`: 75% masking, official optimizer settings) on every frame."""
+    if (out / "model.safetensors").is_file():
+        return out / "model.safetensors"
+    L.seed_everything(seed, verbose=False)
+    module = MaskedAutoencoderModule(MAE_MODEL, lr=1e-3, norm_pix_loss=norm_pix_loss)
+    frames = VideoFrames(captions, MAE_MODEL, split="train")
+    _trainer(epochs).fit(module, DataLoader(frames, batch_size=64, shuffle=True, drop_last=True))
+    return save(module.model, out / "model.safetensors")
+
+
 def differences(rows: dict[str, dict], episodes: int) -> dict[str, tuple[float, float, float]]:
     """Success-rate differences (H2R − human per objective, each pre-trained encoder − random) with the
     Wald 95% interval of a difference of two proportions over `episodes` episodes each."""
-    pairs = [(f"h2r {o}", f"human {o}") for o in ("clip", "tcn")]
-    pairs += [(name, "random") for name in rows if name.startswith(("h2r", "human"))]
+    pairs = [(f"h2r {o}", f"human {o}") for o in ("clip", "tcn", "mae")]
+    pairs += [(name, "random mae" if name.endswith("mae") else "random") for name in rows
+              if name.startswith(("h2r", "human"))]  # fmt: skip
     out = {}
     for a, b in pairs:
         if a in rows and b in rows:
@@ -101,7 +131,15 @@ def main() -> None:
     p.add_argument("--demos", type=int, default=60)
     p.add_argument("--train-steps", type=int, default=1000)
     p.add_argument("--tcn-epochs", type=int, default=60)
-    p.add_argument("--objectives", nargs="+", choices=("clip", "tcn"), default=["clip", "tcn"])
+    p.add_argument("--mae-epochs", type=int, default=40)
+    p.add_argument(
+        "--mae-raw-pixels",
+        dest="norm_pix_loss",
+        action="store_false",
+        help="MAE's target: raw pixels instead of per-patch normalized ones",
+    )
+    p.add_argument("--objectives", nargs="+", choices=("clip", "tcn", "mae"), default=["clip", "tcn"])
+    p.add_argument("--no-oracle", dest="oracle", action="store_false")
     p.add_argument("--readout", choices=("tokens", "pooled"), default="tokens")
     p.add_argument("--no-proprioception", dest="proprioception", action="store_false")
     args = p.parse_args()
@@ -110,23 +148,36 @@ def main() -> None:
     sizes = {"n_train": args.clips, "n_val": 4, "n_test": 0, "frames": 12, "image_size": 128}
     human = ensure_generated("robot-toyworld", out / "human", sizes)
     augment(human, out / "h2r", H2RConfig(robot="franka"), progress=False)
-    encoders: dict[str, tuple[str | None, str | None]] = {
-        "blind (no image)": (None, None),
-        "random": (MODEL, None),
-    }
+    encoders: dict[str, tuple[str | None, str | None]] = {"blind (no image)": (None, None)}
+    if {"clip", "tcn"} & set(args.objectives):  # each objective's encoders beside a random one of their model
+        encoders["random"] = (MODEL, None)
+    if "mae" in args.objectives:
+        encoders["random mae"] = (MAE_MODEL, None)
     for objective in args.objectives:
         for name, captions in (("human", human), ("h2r", out / "h2r" / "captions.csv")):
             # the CLIP encoders keep the folder names of the runs before `tcn` existed, so they are reused
             folder = out / (f"encoder-{name}" if objective == "clip" else f"encoder-{name}-{objective}")
-            pretrain = pretrain_clip if objective == "clip" else pretrain_tcn
-            epochs = args.epochs if objective == "clip" else args.tcn_epochs
-            encoders[f"{name} {objective}"] = (MODEL, str(pretrain(captions, folder, epochs, seed=0)))
+            if objective == "clip":
+                weights = pretrain_clip(captions, folder, args.epochs, seed=0)
+            elif objective == "tcn":
+                weights = pretrain_tcn(captions, folder, args.tcn_epochs, seed=0)
+            else:
+                folder = folder.with_name(folder.name + ("" if args.norm_pix_loss else "-raw"))
+                weights = pretrain_mae(captions, folder, args.mae_epochs, 0, args.norm_pix_loss)
+            encoders[f"{name} {objective}"] = (MAE_MODEL if objective == "mae" else MODEL, str(weights))
     print(f"data + pre-training: {time.perf_counter() - t0:.0f} s", flush=True)
     runs: dict[str, list[dict]] = {name: [] for name in encoders}
     task = ReachTask()
     try:
         for seed in args.seeds:
-            demos = expert_demos(task, args.demos, seed)
+            with_points = expert_demos(task, args.demos, seed, with_goal_points=True)
+            demos = with_points[:4]
+            if args.oracle:  # the ceiling: the true goal point in place of an embedding
+                r = run_oracle_probe(task, args.demos, args.episodes, args.train_steps, seed, with_points)
+                runs.setdefault("oracle (goal point)", []).append(r)
+                print(
+                    f"seed {seed} {'oracle (goal point)':>16}: {r['successes']}/{r['episodes']}", flush=True
+                )
             for name, (model, weights) in encoders.items():
                 r = run_policy_probe(model, weights, args.demos, args.episodes, args.train_steps, seed, task=task,
                                      demonstrations=demos, readout=args.readout,

@@ -35,6 +35,8 @@ _LAZY = {
     "register_embodiment": "vlzoo.robotics.retarget",
     "TimeContrastiveModule": "vlzoo.robotics.r3m",
     "VideoTriplets": "vlzoo.robotics.r3m",
+    "MaskedAutoencoderModule": "vlzoo.robotics.mae",
+    "VideoFrames": "vlzoo.robotics.mae",
 }
 
 
@@ -59,9 +61,11 @@ __all__ = [
     "HandKeypointSource",
     "HandKeypoints",
     "JsonKeypoints",
+    "MaskedAutoencoderModule",
     "MediaPipeHands",
     "Robot",
     "TimeContrastiveModule",
+    "VideoFrames",
     "VideoTriplets",
     "get_embodiment",
     "lift_to_3d",

@@ -6,11 +6,14 @@ model on the core (`DualEncoder`, InfoNCE), trained on frame–caption pairs rea
 
 - `h2r-clip-vit-b-16`: CLIP ViT-B/16 (224 px); start it from CLIP with `pretrained=` or the recipe.
 - `h2r-clip-tiny`: the same at CPU scale (64 px, a few million parameters).
+- `h2r-mae-tiny`: `h2r-clip-tiny` with MAE's encoder conventions, for the masked-autoencoder objective
+  (`vlzoo.robotics.mae`): the position table starts from the 2-D sine-cosine table and the image embedding
+  is the mean of the patch tokens (MAE's `global_pool`), since MAE never trains the class token.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
 from vlzoo.core import get_model_config, register_model
@@ -41,3 +44,11 @@ def h2r_clip_vit_b_16() -> H2RClipConfig:
 def h2r_clip_tiny() -> H2RClipConfig:
     """`clip-vit-tiny`'s architecture (64 px), for tests and CPU runs on robot-toyworld."""
     return _from_core("clip-vit-tiny")
+
+
+@register_model("h2r-mae-tiny")
+def h2r_mae_tiny() -> H2RClipConfig:
+    """`h2r-clip-tiny` with MAE's sine-cosine position table and mean-pooled patch tokens (module docstring)."""
+    cfg = _from_core("clip-vit-tiny")
+    cfg.vision = replace(cfg.vision, pool="avg", pos_embed_init="sincos")
+    return cfg

@@ -17,7 +17,9 @@ tool position, as R3M's probes give it; `proprioception=False` leaves the tool's
 feeds an MLP that outputs the step. Trained by behaviour cloning (mean squared error) on scripted expert
 demonstrations, executed with DART-style noise so the demonstrations also cover states off the expert's
 path (labels stay the clean expert step); the success rate is measured over seeded evaluation episodes,
-never seen in the demonstrations, with its Wilson 95% interval.
+never seen in the demonstrations, with its Wilson 95% interval. `run_oracle_probe` is the ceiling: the
+same pooled head fed the true goal point instead of an embedding (measured 50/50 with 60 demonstrations),
+so what falls short of it is the encoder's readout, not the task or the controller.
 
     result = run_policy_probe("h2r-clip-tiny", pretrained="runs/h2r/model.safetensors")
     result["success_rate"], result["ci95"]
@@ -43,8 +45,8 @@ from vlzoo.robotics.render import render_robot
 from vlzoo.robotics.retarget import Robot, get_embodiment
 from vlzoo.robotics.toyworld import BLOCK, COLOURS, TABLE
 
-__all__ = ["READOUTS", "PooledHead", "ReachTask", "SpatialSoftmaxHead", "expert_demos", "run_policy_probe",
-           "wilson_interval"]  # fmt: skip
+__all__ = ["READOUTS", "PooledHead", "ReachTask", "SpatialSoftmaxHead", "expert_demos", "run_oracle_probe",
+           "run_policy_probe", "wilson_interval"]  # fmt: skip
 
 _DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])  # the tool pointing at the table
 _SLOTS_X = np.array([-0.10, -0.02, 0.06])  # robot-toyworld's block slots
@@ -135,24 +137,27 @@ class ReachTask:
 
 
 def expert_demos(
-    task: ReachTask, episodes: int, seed: int, noise: float = 0.02
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    task: ReachTask, episodes: int, seed: int, noise: float = 0.02, with_goal_points: bool = False
+) -> tuple[np.ndarray, ...]:
     """(images [N, H, W, 3], tool positions [N, 3], goals [N, colours], expert steps [N, 3]) over
     `episodes` demonstrations; the executed step carries Gaussian noise of `noise` metres (DART), the label
-    is the clean expert step from the state reached."""
+    is the clean expert step from the state reached. `with_goal_points` adds the true goal points [N, 3]
+    (for the oracle's ceiling; the same draws either way)."""
     rng = np.random.default_rng(seed)
-    images, tools, goals, actions = [], [], [], []
+    images, tools, goals, actions, points = [], [], [], [], []
     for _ in range(episodes):
         goal = task.reset(rng)
         for _ in range(task.steps):
             images.append(task.observe())
             tools.append(task.tool())
             goals.append(task.goal_onehot())
+            points.append(goal)
             action = task.expert(goal)
             actions.append(action)
             task.step(action + rng.normal(0.0, noise, 3) if noise else action)
-    return (np.stack(images), np.stack(tools).astype(np.float32), np.stack(goals),
-            np.stack(actions).astype(np.float32))  # fmt: skip
+    out = (np.stack(images), np.stack(tools).astype(np.float32), np.stack(goals),
+           np.stack(actions).astype(np.float32))  # fmt: skip
+    return (*out, np.stack(points).astype(np.float32)) if with_goal_points else out
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -270,6 +275,54 @@ def _behaviour_cloning(head: nn.Module, tokens: torch.Tensor | None, goals: torc
     return float(loss.detach())
 
 
+def _rollouts(task: ReachTask, head: nn.Module, features: Any, episodes: int, seed: int
+              ) -> tuple[int, list[float]]:  # fmt: skip
+    """(successes, final distances) of `head` over `episodes` seeded evaluation episodes, never seen in
+    the demonstrations; `features(goal_point)` gives the head's view of the current state."""
+    rng = np.random.default_rng(10_000 + seed)
+    successes, distances = 0, []
+    for _ in range(episodes):
+        goal_point = task.reset(rng)
+        goal = torch.as_tensor(task.goal_onehot())[None]
+        for _ in range(task.steps):
+            tool = torch.as_tensor(task.tool()[None], dtype=torch.float32)
+            with torch.no_grad():
+                task.step(head(features(goal_point), goal, tool)[0].numpy() * task.max_step)
+        d = float(np.linalg.norm(task.tool() - goal_point))
+        distances.append(d)
+        successes += d <= task.success_radius
+    return successes, distances
+
+
+def run_oracle_probe(
+    task: ReachTask,
+    demos: int = 60,
+    episodes: int = 50,
+    train_steps: int = 1000,
+    seed: int = 0,
+    demonstrations: tuple[np.ndarray, ...] | None = None,
+) -> dict[str, Any]:
+    """The probe's ceiling: the same pooled head and behaviour cloning, fed the true goal point (what a
+    perfect encoder would read from the image) instead of an embedding, with the tool position. Were it far
+    below 1, the task or its controller, not the encoders, would cap every success rate. `demonstrations`
+    given are `expert_demos(..., with_goal_points=True)`' output for `seed`."""
+    demonstrations = demonstrations or expert_demos(task, demos, seed, with_goal_points=True)
+    _, tools, goals, actions, goal_points = demonstrations
+    head = PooledHead(3, goals.shape[1], proprioception=True)
+    head.norm = nn.Identity()  # metres, scaled like the proprioception, not standardized per sample
+    loss = _behaviour_cloning(head, torch.as_tensor(goal_points * _PROP_SCALE), torch.as_tensor(goals),
+                              torch.as_tensor(tools), torch.as_tensor(actions) / task.max_step, train_steps,
+                              seed)  # fmt: skip
+
+    def features(goal_point: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(goal_point[None] * _PROP_SCALE, dtype=torch.float32)
+
+    successes, distances = _rollouts(task, head, features, episodes, seed)
+    return {"model": "oracle", "success_rate": successes / episodes, "successes": successes,
+            "ci95": wilson_interval(successes, episodes), "mean_final_distance": float(np.mean(distances)),
+            "episodes": episodes, "demos": demos, "train_loss": loss, "seed": seed}  # fmt: skip
+
+
 def run_policy_probe(
     model: str | None,
     pretrained: str | None = None,
@@ -295,24 +348,16 @@ def run_policy_probe(
     own = task is None
     task = task or ReachTask(image_size=image_size)
     try:
-        images, tools, goals, actions = demonstrations or expert_demos(task, demos, seed)
+        images, tools, goals, actions = (demonstrations or expert_demos(task, demos, seed))[:4]
         tokens = _features(net, name, images, readout) if net is not None else None
         head = READOUTS[readout](0 if tokens is None else tokens.shape[-1], goals.shape[1], proprioception)
         loss = _behaviour_cloning(head, tokens, torch.as_tensor(goals), torch.as_tensor(tools),
                                   torch.as_tensor(actions) / task.max_step, train_steps, seed)  # fmt: skip
-        rng = np.random.default_rng(10_000 + seed)  # evaluation episodes never seen in the demonstrations
-        successes, distances = 0, []
-        for _ in range(episodes):
-            goal_point = task.reset(rng)
-            goal = torch.as_tensor(task.goal_onehot())[None]
-            for _ in range(task.steps):
-                seen = _features(net, name, task.observe()[None], readout) if net is not None else None
-                tool = torch.as_tensor(task.tool()[None], dtype=torch.float32)
-                with torch.no_grad():
-                    task.step(head(seen, goal, tool)[0].numpy() * task.max_step)
-            d = float(np.linalg.norm(task.tool() - goal_point))
-            distances.append(d)
-            successes += d <= task.success_radius
+
+        def features(_goal_point: np.ndarray) -> torch.Tensor | None:
+            return _features(net, name, task.observe()[None], readout) if net is not None else None
+
+        successes, distances = _rollouts(task, head, features, episodes, seed)
     finally:
         if own:
             task.close()
