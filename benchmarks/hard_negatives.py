@@ -43,7 +43,7 @@ import vlzoo.core as vz
 from vlzoo.core.data import build_source
 from vlzoo.core.data.toyworld import CHANGES, SHAPES, SIZES, Scene, Shape, render
 from vlzoo.core.demo import TOYWORLD_DEMO, DemoSpec, run_demo
-from vlzoo.core.eval import PAIR_SCORE_CHANCE, encode_retrieval_set, eval_loader, pair_scores
+from vlzoo.core.eval import PAIR_SCORE_CHANCE, encode_retrieval_set, eval_loader, linear_probe, pair_scores
 
 HARD_BATCHES = {"group_batches": {"key": "pair", "per_group": 2}}
 NEGCLIP = {"loss": {"name": "negclip"}}
@@ -120,35 +120,7 @@ def direction_images(
         y_bottom = float(rng.uniform(y_top + top.r + bottom.r + 2, size - bottom.r - 1))
         placed = (replace(top, y=y_top), replace(bottom, y=y_bottom))
         images.append(Image.fromarray(render(Scene(placed, "above"), size, rng)))
-    return images, torch.as_tensor(upper, dtype=torch.float32)
-
-
-def fit_logistic(x: torch.Tensor, labels: torch.Tensor, weight_decay: float) -> torch.Tensor:
-    """Weights (bias last) of an L2-regularized logistic regression, by L-BFGS."""
-    w = torch.zeros(x.shape[1] + 1, requires_grad=True)
-    optimizer = torch.optim.LBFGS([w], max_iter=200)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w[:-1] + w[-1], labels)
-        loss = loss + weight_decay * w[:-1].square().sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return w.detach()
-
-
-def linear_probe(features: torch.Tensor, labels: torch.Tensor, n_fit: int) -> float:
-    """Held-out accuracy of an L2-regularized logistic regression fitted on the first `n_fit` samples (the
-    best of three strengths: a probe's ceiling, not a tuned classifier)."""
-    x = (features - features[:n_fit].mean(0)) / (features[:n_fit].std(0) + 1e-6)
-    best = 0.0
-    for weight_decay in (1e-3, 1e-2, 1e-1):
-        w = fit_logistic(x[:n_fit], labels[:n_fit], weight_decay)
-        hits = ((x[n_fit:] @ w[:-1] + w[-1] > 0).float() == labels[n_fit:]).float().mean()
-        best = max(best, hits.item())
-    return best
+    return images, torch.as_tensor(upper)
 
 
 def direction_probe(model: torch.nn.Module, n: int = 400) -> dict[str, float]:
@@ -163,10 +135,12 @@ def direction_probe(model: torch.nn.Module, n: int = 400) -> dict[str, float]:
         with torch.no_grad():
             embedding = model.encode_image(pixels)
             tokens, _ = model.visual.forward_tokens(pixels)
+        # vlzoo.core.eval.linear_probe picks its weight decay on a split of the first n_fit, tests on the rest
         n_fit = 3 * n // 4
-        accuracies["embedding"].append(linear_probe(embedding, labels, n_fit))
-        accuracies["mean_patch_tokens"].append(linear_probe(tokens.mean(1), labels, n_fit))
-    return {name: 100.0 * sum(a) / len(a) for name, a in accuracies.items()}
+        for name, features in (("embedding", embedding), ("mean_patch_tokens", tokens.mean(1))):
+            probe = linear_probe(features[:n_fit], labels[:n_fit], features[n_fit:], labels[n_fit:])
+            accuracies[name].append(probe["accuracy"])
+    return {name: sum(a) / len(a) for name, a in accuracies.items()}
 
 
 def run_mode(
