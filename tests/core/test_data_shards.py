@@ -253,3 +253,31 @@ def test_shard_source_drafts_jpegs_when_asked(tmp_path):
     assert [s["image"].size for s in drafted] == [(32, 32)] * 3
     with pytest.raises(DataError, match="jpeg_draft"):
         ShardSource(paths, jpeg_draft=0)
+
+
+def test_the_shuffle_buffer_emits_once_its_initial_samples_are_in_and_never_holds_more_than_its_size():
+    """webdataset's `shuffle(size, initial)`: the first sample leaves after `initial` are read (not a whole
+    buffer), the buffer then grows two in, one out, up to `size`; every sample comes out exactly once."""
+    import random
+
+    read = []
+
+    def stream():
+        for i in range(5000):
+            read.append(i)
+            yield i
+
+    emitted, reads_at_emission = [], []
+    for sample in shards_module._shuffled(stream(), 1000, random.Random(0), initial=100):
+        emitted.append(sample)
+        reads_at_emission.append(len(read))
+    assert sorted(emitted) == list(range(5000))
+    assert emitted != list(range(5000))
+    assert reads_at_emission[0] == 100
+    held = [n - k for k, n in enumerate(reads_at_emission)]  # in the buffer as each sample leaves
+    assert max(held) == 1000
+    assert held[:5] == [100, 101, 102, 103, 104]  # growing: two read for each one emitted
+    # an initial larger than the buffer means the whole buffer, as before
+    read.clear()
+    first = next(iter(shards_module._shuffled(stream(), 50, random.Random(0), initial=500)))
+    assert len(read) == 50 and 0 <= first < 50

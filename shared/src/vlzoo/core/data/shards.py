@@ -399,6 +399,10 @@ def expand_shards(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     return [str(u) for u in urls]
 
 
+# Samples in the buffer before the first leaves it (webdataset's `initial`, its default).
+SHUFFLE_INITIAL = 100
+
+
 class ShardSource(IterableDataset):
     """Samples streamed from webdataset tar shards, in the same dict form as the map-style sources.
 
@@ -406,7 +410,8 @@ class ShardSource(IterableDataset):
       `resampled=False` every sample is seen exactly once per epoch over all processes (ranks get whole
       shards: have at least as many shards as ranks × workers, or some will idle).
     - `shuffle_buffer` samples are mixed per worker (0 turns shuffling off, shard order included);
-      the order depends on `seed` and the epoch (`set_epoch`, shared with running workers).
+      the order depends on `seed` and the epoch (`set_epoch`, shared with running workers). The first
+      sample leaves once `SHUFFLE_INITIAL` are in, as in webdataset's `shuffle`, not after a whole buffer.
     - `resampled=True`: each worker draws shards with replacement until it has yielded its part of
       `epoch_length` samples (required then; the parts add up to exactly `epoch_length`).
     - A corrupt member becomes a skip marker (path `shard.tar#key`), not an exception; a shard cut short or
@@ -519,19 +524,26 @@ def _take(it: Iterator[Any], n: int) -> Iterator[Any]:
         yield sample
 
 
-def _shuffled(stream: Iterable[Any], size: int, rng: random.Random) -> Iterator[Any]:
-    """Reservoir-style buffer: fill to `size`, then emit a random element for each one read."""
+def _shuffled(
+    stream: Iterable[Any], size: int, rng: random.Random, initial: int = SHUFFLE_INITIAL
+) -> Iterator[Any]:
+    """A buffer of up to `size` samples, each emitted sample drawn from it at random, as webdataset's
+    `shuffle(size, initial)`: emission starts once `initial` samples are in, and while the buffer grows it
+    reads two samples per one emitted, so an epoch's first batch doesn't wait for a whole buffer's reading."""
     if size <= 1:
         yield from stream
         return
+    initial = min(initial, size)
+    stream = iter(stream)
     buf: list[Any] = []
     for sample in stream:
+        buf.append(sample)
         if len(buf) < size:
-            buf.append(sample)
-            continue
-        i = rng.randrange(size)
-        buf[i], sample = sample, buf[i]
-        yield sample
+            buf.extend(itertools.islice(stream, 1))
+        if len(buf) >= initial:
+            i = rng.randrange(len(buf))
+            buf[i], buf[-1] = buf[-1], buf[i]
+            yield buf.pop()
     rng.shuffle(buf)
     yield from buf
 
