@@ -58,7 +58,7 @@ from vlzoo.core.train import ImageTextDataModule, ZooModule
 from vlzoo.core.weights import save
 from vlzoo.robotics.augment import augment
 from vlzoo.robotics.h2r import H2RConfig
-from vlzoo.robotics.mae import MaskedAutoencoderModule, VideoFrames
+from vlzoo.robotics.mae import ClipImages, MaskedAutoencoderModule
 from vlzoo.robotics.policy import ReachTask, expert_demos, run_oracle_probe, run_policy_probe, wilson_interval
 from vlzoo.robotics.r3m import TimeContrastiveModule, VideoTriplets
 
@@ -101,7 +101,7 @@ def pretrain_mae(captions: Path, out: Path, epochs: int, seed: int, norm_pix_los
         return out / "model.safetensors"
     L.seed_everything(seed, verbose=False)
     module = MaskedAutoencoderModule(MAE_MODEL, lr=1e-3, norm_pix_loss=norm_pix_loss)
-    frames = VideoFrames(captions, MAE_MODEL, split="train")
+    frames = ClipImages(captions, MAE_MODEL, split="train")
     _trainer(epochs).fit(module, DataLoader(frames, batch_size=64, shuffle=True, drop_last=True))
     return save(module.model, out / "model.safetensors")
 

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vlzoo.core.errors import ConfigError
-from vlzoo.robotics.mae import MaskedAutoencoderModule, VideoFrames, masked_patch_loss, patchify
+from vlzoo.robotics.mae import ClipImages, MaskedAutoencoderModule, masked_patch_loss, patchify
 from vlzoo.robotics.toyworld import write_robot_toyworld
 
 
@@ -69,7 +69,7 @@ def frames_root(tmp_path_factory):
 def test_mae_pretraining_lowers_the_reconstruction_loss_of_fixed_masks(frames_root):
     """Fitted by Lightning on 48 toy frames, the masked patches' error (same images, same masks, measured
     before and after) falls well below the untrained model's."""
-    frames = VideoFrames(frames_root, "h2r-mae-tiny", train=False)
+    frames = ClipImages(frames_root, "h2r-mae-tiny", train=False)
     assert len(frames) == 8 * 6
     images = torch.stack([frames[i]["image"] for i in range(len(frames))])
     torch.manual_seed(0)
@@ -82,7 +82,7 @@ def test_mae_pretraining_lowers_the_reconstruction_loss_of_fixed_masks(frames_ro
             return module(images)[0].item()
 
     before = loss_on_fixed_masks()
-    train = DataLoader(VideoFrames(frames_root, "h2r-mae-tiny"), batch_size=16, shuffle=True)
+    train = DataLoader(ClipImages(frames_root, "h2r-mae-tiny"), batch_size=16, shuffle=True)
     L.Trainer(max_epochs=30, accelerator="cpu", logger=False, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False).fit(module.train(), train)  # fmt: skip
     after = loss_on_fixed_masks()

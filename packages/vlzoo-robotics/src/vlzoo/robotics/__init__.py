@@ -36,7 +36,7 @@ _LAZY = {
     "TimeContrastiveModule": "vlzoo.robotics.r3m",
     "VideoTriplets": "vlzoo.robotics.r3m",
     "MaskedAutoencoderModule": "vlzoo.robotics.mae",
-    "VideoFrames": "vlzoo.robotics.mae",
+    "ClipImages": "vlzoo.robotics.mae",
 }
 
 
@@ -53,6 +53,7 @@ def __getattr__(name: str):
 __all__ = [
     "EMBODIMENTS",
     "Camera",
+    "ClipImages",
     "ClipResult",
     "Embodiment",
     "GroundTruthKeypoints",
@@ -65,7 +66,6 @@ __all__ = [
     "MediaPipeHands",
     "Robot",
     "TimeContrastiveModule",
-    "VideoFrames",
     "VideoTriplets",
     "get_embodiment",
     "lift_to_3d",

@@ -15,7 +15,7 @@ encoder uses it (here it stays trainable) and pool the patch tokens by their mea
 since MAE never trains the class token for anything.
 
     module = MaskedAutoencoderModule("h2r-mae-tiny")
-    L.Trainer(max_epochs=50).fit(module, DataLoader(VideoFrames("runs/h2r/captions.csv", "h2r-mae-tiny"), ...))
+    L.Trainer(max_epochs=50).fit(module, DataLoader(ClipImages("runs/h2r/captions.csv", "h2r-mae-tiny"), ...))
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vlzoo.core import create_model, get_transforms
-from vlzoo.core.errors import ConfigError, DataError
-from vlzoo.robotics.video import list_clips, read_video
+from vlzoo.core.errors import ConfigError
+from vlzoo.robotics.video import split_frames
 
-__all__ = ["MaskedAutoencoderModule", "VideoFrames", "masked_patch_loss", "patchify"]
+__all__ = ["ClipImages", "MaskedAutoencoderModule", "masked_patch_loss", "patchify"]
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -56,17 +56,13 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return (per_patch * mask).sum() / mask.sum()
 
 
-class VideoFrames(Dataset):
+class ClipImages(Dataset):
     """Every frame of every clip of `split` as one training image, from any layout `list_clips` reads,
     preprocessed as `model` trains (`train`) or evaluates: `{"image": [C, H, W]}`. Clips are decoded once
     and kept (toy-sized data); an unreadable one is a `DataError` naming it."""
 
     def __init__(self, path: str | os.PathLike, model: str, split: str = "train", train: bool = True):
-        clips = [c for c in list_clips(path) if c.split == split]
-        if not clips:
-            raise DataError(f"{path}: no clips in split {split!r}")
-        frames = [read_video(c.video, start=c.start, end=c.end)[0] for c in clips]
-        self.frames = np.concatenate(frames)
+        self.frames = np.concatenate(split_frames(path, split)[1])
         self.preprocess = get_transforms(model, train=train)
 
     def __len__(self) -> int:

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from vlzoo.core import create_model, get_tokenizer, get_transforms
 from vlzoo.core.errors import DataError
-from vlzoo.robotics.video import list_clips, read_video
+from vlzoo.robotics.video import split_frames
 
 __all__ = ["TimeContrastiveModule", "VideoTriplets", "time_contrastive_loss"]
 
@@ -69,11 +69,8 @@ class VideoTriplets(Dataset):
     def __init__(
         self, path: str | os.PathLike, model: str, split: str = "train", seed: int = 0, train: bool = True
     ):
-        clips = [c for c in list_clips(path) if c.split == split]
-        if not clips:
-            raise DataError(f"{path}: no clips in split {split!r}")
+        clips, self.frames = split_frames(path, split)
         self.captions = [c.caption for c in clips]
-        self.frames = [read_video(c.video, start=c.start, end=c.end)[0] for c in clips]
         short = [str(c.video) for c, f in zip(clips, self.frames, strict=True) if len(f) < 2]
         if short:
             raise DataError(f"time-contrastive triplets need ≥ 2 frames per clip; too short: {short[:3]}")

@@ -37,6 +37,7 @@ __all__ = [
     "build_video_captions",
     "list_clips",
     "read_video",
+    "split_frames",
     "video_frame_count",
     "write_video",
 ]
@@ -307,6 +308,15 @@ class VideoFrames(ImageTextSource):
         rec_index, cap_index = self._index[index]
         rec = self.records[rec_index]
         return load_record(rec, self.captions, cap_index, decode=self._decoders[rec.sample_id])  # type: ignore[arg-type]
+
+
+def split_frames(path: str | os.PathLike, split: str) -> tuple[list[Clip], list[np.ndarray]]:
+    """The clips of `split` (any layout `list_clips` reads) and each one's decoded frames `[T, H, W, 3]`;
+    a split with no clips is a `DataError` naming the dataset."""
+    clips = [c for c in list_clips(path) if c.split == split]
+    if not clips:
+        raise DataError(f"{path}: no clips in split {split!r}")
+    return clips, [read_video(c.video, start=c.start, end=c.end)[0] for c in clips]
 
 
 def build_video_captions(path: str, split: str, captions: str, options: Mapping[str, Any]) -> VideoFrames:
