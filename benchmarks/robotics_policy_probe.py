@@ -4,7 +4,25 @@ image-blind reference (goal + proprioception only: it can only guess which slot 
 
     python benchmarks/robotics_policy_probe.py [--clips 48] [--epochs 15] [--tcn-epochs 60]
         [--mae-epochs 40] [--mae-raw-pixels] [--objectives clip tcn mae] [--readout tokens|pooled]
-        [--no-proprioception] [--no-oracle] [--seeds 0 1 2] [--episodes 50] [--demos 60]
+        [--no-proprioception] [--no-distractors] [--no-oracle] [--seeds 0 1 2] [--episodes 50] [--demos 60]
+        [--pretrain-seed 0] [--table-only]
+
+The headline probe (why this one, below):
+
+    python benchmarks/robotics_policy_probe.py --objectives clip tcn mae --readout pooled \
+        --no-proprioception --no-distractors
+
+Why this probe. What H2R pre-training can give that a random encoder lacks is familiarity with the
+robot's appearance: features that say where the robot's gripper is. The earlier probes didn't ask for it:
+with the tool position given (proprioception) and the goal one of three coloured blocks, the policy only
+needs "which patch has the goal colour", which a random ViT's tokens keep in place, so random led. So the
+policy here gets no proprioception (the gripper must be read from pixels, the point of a visual
+representation for manipulation) and reads the frozen global embedding (R3M's and H2R's protocol: the
+embedding, BatchNorm, MLP), with the goal block alone on the table (`--no-distractors`): the goal is the
+scene's one object, not a colour lookup, which no pooled embedding solved for any encoder (`--readout
+pooled` with distractors: below). The cheap proxy chose it before any rollout:
+`benchmarks/robotics_linear_readout.py` finds the H2R-frame MAE's global embedding the one that reads the
+gripper's position better than a random one's (R² tool x 0.89 against 0.80-0.85).
 
 1. robot-toyworld (human-hand clips), 2. `augment` with the Franka (the H2R clips, a `video-captions`
 dataset), 3. `h2r-clip-tiny` pre-trained on each with the same objective, epochs and seed: `clip`
@@ -40,6 +58,38 @@ Measured 2026-11-30 (same data; MAE 40 epochs, 75% masking, normalized-pixel tar
   tool position; one seed): blind 0.26, random 0.28, human/h2r clip 0.30/0.26, random mae 0.30,
   human/h2r mae 0.24/0.28: no global embedding tells the policy which slot holds the goal colour.
 H2R > random is still not shown; with MAE, H2R ≥ human (+0.09 and +0.02, intervals over 0 both times).
+(The `pooled` figures above predate the pooled head's BatchNorm; it had a per-sample LayerNorm then.)
+
+Measured 2026-11-30, later (same encoders; pooled head with BatchNorm, 1000 steps; seeds 0-2 × 50
+episodes, 60 demos; under load, which changes seconds, not figures):
+- headline (`--objectives clip tcn mae --readout pooled --no-proprioception --no-distractors`):
+  oracle 1.00 (0.98-1.00), blind 0.01 (0.00-0.04), random (clip architecture) 0.34 (0.27-0.42), random mae
+  0.24 (0.18-0.31), human / h2r clip 0.26 / 0.16, human / h2r tcn 0.07 / 0.03, **human mae 0.17
+  (0.12-0.24), h2r mae 0.54 (0.46-0.62)**, per seed 0.56 / 0.60 / 0.46 against random mae 0.26 / 0.26 /
+  0.20 and human mae 0.10 / 0.22 / 0.20. h2r mae − random mae **+0.30 (+0.19 to +0.41)**, − random (the
+  stronger random encoder) +0.20 (+0.09 to +0.31), − human mae **+0.37 (+0.27 to +0.47)**, ahead of both
+  in every seed. Pre-trained again with another seed (`--objectives mae --readout pooled
+  --no-proprioception --no-distractors --pretrain-seed 1`; the probe's draws are the same, and random mae
+  and blind reproduce exactly): human mae 0.27 (0.20-0.34), h2r mae 0.51 (0.43-0.59), per seed 0.56 /
+  0.52 / 0.46; h2r − random mae +0.27 (+0.17 to +0.38), h2r − human +0.25 (+0.14 to +0.35).
+  `--pretrain-seed 2`: human mae 0.10 (0.06-0.16), h2r mae 0.45 (0.38-0.53), per seed 0.42 / 0.50 / 0.44;
+  h2r − random mae +0.21 (+0.11 to +0.32), h2r − human +0.35 (+0.26 to +0.45). Over the three
+  pre-training seeds h2r mae is 0.54 / 0.51 / 0.45 against 0.24 for random mae and 0.34 for the
+  stronger random encoder (clip architecture, not re-run: it has no pre-training), human mae 0.10-0.27.
+  Not for CLIP or R3M's objective: h2r clip − random −0.18, h2r tcn − random −0.31, and
+  h2r below human for both; their linear readouts of the gripper were no better than random's either.
+- the same with the three blocks (`--objectives mae --readout pooled --no-proprioception`): blind 0.01,
+  random mae 0.16 (0.11-0.23), human mae 0.19 (0.14-0.26), h2r mae 0.19 (0.14-0.26): a tie; reading the
+  goal colour's slot from the global embedding is what fails there, for every encoder.
+- R3M's protocol with the tool position (`--objectives mae --readout pooled --no-oracle`, three blocks):
+  blind 0.28 (0.21-0.36), random mae 0.29 (0.22-0.36), human mae 0.35 (0.28-0.43), h2r mae 0.41
+  (0.33-0.49); h2r − random +0.12 (+0.01 to +0.23), h2r − human +0.05 (-0.06 to +0.16). With the
+  BatchNorm the global embedding now finds the goal's slot a little (the LayerNorm head: 0.24-0.30, all
+  at the blind policy's level), the H2R MAE most, but the ordering over human is within noise.
+- head checks (`h2r-mae-tiny`, no distractors, no proprioception, an exploratory script, seed 0, 30
+  episodes): a per-sample LayerNorm in place of the BatchNorm, random 2 / h2r 8 (BatchNorm: 12 / 22);
+  3000 steps in place of 1000, random 8 / h2r 13 (training loss 0.012 / 0.010 against 0.017 / 0.025:
+  more steps over-fit both). So the head is not under-trained at 1000 steps with the BatchNorm.
 """
 
 from __future__ import annotations
@@ -107,11 +157,13 @@ def pretrain_mae(captions: Path, out: Path, epochs: int, seed: int, norm_pix_los
 
 
 def differences(rows: dict[str, dict], episodes: int) -> dict[str, tuple[float, float, float]]:
-    """Success-rate differences (H2R − human per objective, each pre-trained encoder − random) with the
-    Wald 95% interval of a difference of two proportions over `episodes` episodes each."""
+    """Success-rate differences (H2R − human per objective, each pre-trained encoder − its own
+    architecture's random encoder, then − the other random encoder) with the Wald 95% interval of a
+    difference of two proportions over `episodes` episodes each."""
     pairs = [(f"h2r {o}", f"human {o}") for o in ("clip", "tcn", "mae")]
-    pairs += [(name, "random mae" if name.endswith("mae") else "random") for name in rows
-              if name.startswith(("h2r", "human"))]  # fmt: skip
+    trained = [name for name in rows if name.startswith(("h2r", "human"))]
+    pairs += [(name, "random mae" if name.endswith("mae") else "random") for name in trained]
+    pairs += [(name, "random" if name.endswith("mae") else "random mae") for name in trained]
     out = {}
     for a, b in pairs:
         if a in rows and b in rows:
@@ -142,8 +194,17 @@ def main() -> None:
     p.add_argument("--no-oracle", dest="oracle", action="store_false")
     p.add_argument("--readout", choices=("tokens", "pooled"), default="tokens")
     p.add_argument("--no-proprioception", dest="proprioception", action="store_false")
+    p.add_argument("--no-distractors", dest="distractors", action="store_false",
+                   help="the goal block alone on the table (`ReachTask.distractors`)")  # fmt: skip
+    p.add_argument("--pretrain-seed", type=int, default=0, help="the pre-training runs' seed")
+    p.add_argument("--table-only", action="store_true",
+                   help="re-print the table an earlier run with these settings saved, without running")  # fmt: skip
     args = p.parse_args()
     out = Path(args.out)
+    if args.table_only:
+        rows = json.loads(table_path(args).read_text())
+        print_table(rows, args.episodes * len(args.seeds))
+        return
     t0 = time.perf_counter()
     sizes = {"n_train": args.clips, "n_val": 4, "n_test": 0, "frames": 12, "image_size": 128}
     human = ensure_generated("robot-toyworld", out / "human", sizes)
@@ -157,17 +218,21 @@ def main() -> None:
         for name, captions in (("human", human), ("h2r", out / "h2r" / "captions.csv")):
             # the CLIP encoders keep the folder names of the runs before `tcn` existed, so they are reused
             folder = out / (f"encoder-{name}" if objective == "clip" else f"encoder-{name}-{objective}")
+            if args.pretrain_seed:  # seed 0 keeps the folder names of the runs before this option
+                folder = folder.with_name(f"{folder.name}-seed{args.pretrain_seed}")
             if objective == "clip":
-                weights = pretrain_clip(captions, folder, args.epochs, seed=0)
+                weights = pretrain_clip(captions, folder, args.epochs, seed=args.pretrain_seed)
             elif objective == "tcn":
-                weights = pretrain_tcn(captions, folder, args.tcn_epochs, seed=0)
+                weights = pretrain_tcn(captions, folder, args.tcn_epochs, seed=args.pretrain_seed)
             else:
                 folder = folder.with_name(folder.name + ("" if args.norm_pix_loss else "-raw"))
-                weights = pretrain_mae(captions, folder, args.mae_epochs, 0, args.norm_pix_loss)
+                weights = pretrain_mae(
+                    captions, folder, args.mae_epochs, args.pretrain_seed, args.norm_pix_loss
+                )
             encoders[f"{name} {objective}"] = (MAE_MODEL if objective == "mae" else MODEL, str(weights))
     print(f"data + pre-training: {time.perf_counter() - t0:.0f} s", flush=True)
     runs: dict[str, list[dict]] = {name: [] for name in encoders}
-    task = ReachTask()
+    task = ReachTask(distractors=args.distractors)
     try:
         for seed in args.seeds:
             with_points = expert_demos(task, args.demos, seed, with_goal_points=True)
@@ -187,9 +252,10 @@ def main() -> None:
                       f"{r['mean_final_distance']:.3f} m ({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
     finally:
         task.close()
-    rows = {}
+    rows: dict[str, dict] = {}
     print(f"\nreach the coloured block: {args.demos} demonstrations, {args.episodes} episodes × seeds "
-          f"{args.seeds}, readout {args.readout}, proprioception {args.proprioception}")  # fmt: skip
+          f"{args.seeds}, readout {args.readout}, proprioception {args.proprioception}, distractors "
+          f"{args.distractors}")  # fmt: skip
     for name, rs in runs.items():
         wins, n = sum(r["successes"] for r in rs), sum(r["episodes"] for r in rs)
         lo, hi = wilson_interval(wins, n)
@@ -201,15 +267,29 @@ def main() -> None:
             "per_seed": per_seed,
             "mean_final_distance": dist,
         }
-        print(f"{name:>16}: success {wins}/{n} = {wins / n:.2f} (95% CI {lo:.2f}-{hi:.2f}), per seed "
-              f"{[round(s, 2) for s in per_seed]}, mean final distance {dist:.3f} m")  # fmt: skip
-    for pair, (d, lo, hi) in differences(rows, args.episodes * len(args.seeds)).items():
-        print(f"{pair:>26}: {d:+.2f} (95% CI {lo:+.2f} to {hi:+.2f})")
-    blind_tool = "" if args.proprioception else "-no-proprioception"
-    (out / f"policy_probe-{args.readout}{blind_tool}-{args.demos}demos.json").write_text(
-        json.dumps(rows, indent=2)
-    )
+    print_table(rows, args.episodes * len(args.seeds))
+    table_path(args).write_text(json.dumps(rows, indent=2))
     print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+def table_path(args: argparse.Namespace) -> Path:
+    blind_tool = "" if args.proprioception else "-no-proprioception"
+    alone = "" if args.distractors else "-no-distractors"
+    pretrained = f"-pretrain-seed{args.pretrain_seed}" if args.pretrain_seed else ""
+    return (
+        Path(args.out) / f"policy_probe-{args.readout}{blind_tool}{alone}{pretrained}-{args.demos}demos.json"
+    )
+
+
+def print_table(rows: dict[str, dict], episodes: int) -> None:
+    """Each encoder's success rate over all `episodes` (all seeds), then the differences."""
+    for name, row in rows.items():
+        (lo, hi), per_seed = row["ci95"], row["per_seed"]
+        print(f"{name:>16}: success {round(row['success_rate'] * episodes)}/{episodes} = "
+              f"{row['success_rate']:.2f} (95% CI {lo:.2f}-{hi:.2f}), per seed "
+              f"{[round(s, 2) for s in per_seed]}, mean final distance {row['mean_final_distance']:.3f} m")  # fmt: skip
+    for pair, (d, lo, hi) in differences(rows, episodes).items():
+        print(f"{pair:>26}: {d:+.2f} (95% CI {lo:+.2f} to {hi:+.2f})")
 
 
 if __name__ == "__main__":

@@ -92,3 +92,45 @@ def test_the_probe_s_ceiling_is_near_one(task):
     result = run_oracle_probe(task, 20, episodes=10, train_steps=1000, seed=1, demonstrations=demos)
     assert result["successes"] >= 9, result
     assert result["mean_final_distance"] < 0.5 * task.success_radius
+
+
+def test_without_distractors_only_the_goal_block_is_on_the_table(task):
+    """Same draws as with distractors (same goal point, tool start and goal colour), but the two other
+    blocks are gone from the image: only the goal colour's pixels remain among the block colours."""
+    from vlzoo.robotics.toyworld import COLOURS
+
+    def block_pixels(image: np.ndarray) -> dict[str, int]:
+        rgb = image.astype(float) / 255
+        return {name: int((np.abs(rgb - np.array(c)).max(-1) < 0.2).sum()) for name, c in COLOURS.items()}
+
+    try:
+        for seed in range(3):
+            task.distractors = True
+            goal_full, tool_full = task.reset(np.random.default_rng(seed)), task.tool()
+            goal_colour = task.colours[task.goal_index]
+            seen_full = block_pixels(task.observe())
+            task.distractors = False
+            goal_alone = task.reset(np.random.default_rng(seed))
+            assert np.allclose(goal_full, goal_alone) and np.allclose(tool_full, task.tool())
+            assert task.colours[task.goal_index] == goal_colour
+            seen_alone = block_pixels(task.observe())
+            assert sum(n > 20 for n in seen_full.values()) == 3, seen_full
+            assert seen_alone[goal_colour] > 20
+            assert all(n == 0 for name, n in seen_alone.items() if name != goal_colour), seen_alone
+    finally:
+        task.distractors = True
+
+
+def test_the_pooled_head_standardizes_each_embedding_dimension():
+    """The pooled head's BatchNorm (as R3M's behaviour cloning puts on the embedding): rescaling and shifting
+    each dimension on its own leaves the step unchanged in training mode, so one encoder's few large
+    dimensions don't drown the rest. A per-sample LayerNorm would not be invariant to this."""
+    torch.manual_seed(0)
+    head = READOUTS["pooled"](6, 4, False, dropout=0.0).train()
+    emb, goal, tool = torch.randn(32, 6), torch.eye(4)[torch.randint(4, (32,))], torch.zeros(32, 3)
+    scale, shift = torch.tensor([1000.0, 0.2, 1.0, 5.0, 0.3, 40.0]), torch.arange(6.0) * 3
+    assert torch.allclose(head(emb, goal, tool), head(emb * scale + shift, goal, tool), atol=1e-3)
+    before = head(emb, goal, tool)
+    emb2 = emb.clone()
+    emb2[0, 0] += 3.0  # one sample's value moves within its dimension: the step must follow
+    assert not torch.allclose(head(emb2, goal, tool)[0], before[0])

@@ -58,6 +58,8 @@ def _configure_policy(p: argparse.ArgumentParser) -> None:
                    help="patch tokens → goal-conditioned spatial softmax, or the global embedding → MLP")  # fmt: skip
     p.add_argument("--no-proprioception", dest="proprioception", action="store_false",
                    help="don't give the policy the tool's position: it must read it from the image")  # fmt: skip
+    p.add_argument("--no-distractors", dest="distractors", action="store_false",
+                   help="the goal block alone on the table, no blocks of other colours beside it")  # fmt: skip
 
 
 register_eval_task(

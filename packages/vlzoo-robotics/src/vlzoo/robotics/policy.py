@@ -5,19 +5,25 @@ Task `reach the <colour> block`: a Franka Panda (pybullet, kinematic, beside the
 camera in front of and above the table; the goal is one of the colours (a one-hot, as a language goal would
 be), and the gripper must get within `success_radius` of a point above that block in `steps` steps of at
 most `max_step` metres each. Which slot holds the goal colour is only in the image: a policy that ignores
-the image (`run_policy_probe(None, ...)`, the reference) can at best guess a slot.
+the image (`run_policy_probe(None, ...)`, the reference) can at best guess a slot. With
+`distractors=False` the goal block is alone on the table (the same draws otherwise): the goal is then the
+scene's one object, found without looking a colour up, and what is left to read from the image is where
+that block and, without proprioception, the robot's own gripper are.
 
 Probe, as visual-pretraining probes commonly do: the encoder is frozen and a small head reads it
 (`READOUTS`): `tokens` — its patch tokens (the zoo model's `encode_image(output_tokens=True)`) through a
 goal-conditioned spatial-softmax head (per head, an attention map over the token grid whose query comes from
 the goal, read out as the expected image coordinates); `pooled` — its global embedding, as R3M's and H2R's
 probes feed the frozen representation to an MLP, which rebuilds nothing spatial from the tokens, so what
-pre-training put into the embedding decides. Either, with the goal and by default the proprioception (the
-tool position, as R3M's probes give it; `proprioception=False` leaves the tool's position to the image),
-feeds an MLP that outputs the step. Trained by behaviour cloning (mean squared error) on scripted expert
-demonstrations, executed with DART-style noise so the demonstrations also cover states off the expert's
-path (labels stay the clean expert step); the success rate is measured over seeded evaluation episodes,
-never seen in the demonstrations, with its Wilson 95% interval. `run_oracle_probe` is the ceiling: the
+pre-training put into the embedding decides; a BatchNorm standardizes each embedding dimension first, as
+R3M's behaviour-cloning policy does (mjrl's `BatchNormMLP`; a per-sample LayerNorm left the heads
+under-fitted: training loss 0.08-0.11 against 0.02-0.03, and fewer successes for random and H2R alike).
+Either, with the goal and by default the proprioception (the tool position, as R3M's probes give it;
+`proprioception=False` leaves the tool's position to the image), feeds an MLP that outputs the step.
+Trained by behaviour cloning (mean squared error) on scripted expert demonstrations, executed with
+DART-style noise so the demonstrations also cover states off the expert's path (labels stay the clean
+expert step); the success rate is measured over seeded evaluation episodes, never seen in the
+demonstrations, with its Wilson 95% interval. `run_oracle_probe` is the ceiling: the
 same pooled head fed the true goal point instead of an embedding (measured 50/50 with 60 demonstrations),
 so what falls short of it is the encoder's readout, not the task or the controller.
 
@@ -45,8 +51,8 @@ from vlzoo.robotics.render import render_robot
 from vlzoo.robotics.retarget import Robot, get_embodiment
 from vlzoo.robotics.toyworld import BLOCK, COLOURS, TABLE
 
-__all__ = ["READOUTS", "PooledHead", "ReachTask", "SpatialSoftmaxHead", "expert_demos", "run_oracle_probe",
-           "run_policy_probe", "wilson_interval"]  # fmt: skip
+__all__ = ["READOUTS", "PooledHead", "ReachTask", "SpatialSoftmaxHead", "expert_demos", "frozen_features",
+           "run_oracle_probe", "run_policy_probe", "wilson_interval"]  # fmt: skip
 
 _DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])  # the tool pointing at the table
 _SLOTS_X = np.array([-0.10, -0.02, 0.06])  # robot-toyworld's block slots
@@ -64,6 +70,7 @@ class ReachTask:
     camera_eye: tuple[float, float, float] = (0.0, -0.12, 0.30)
     camera_target: tuple[float, float, float] = (-0.02, 0.16, 0.02)
     fovy: float = 45.0
+    distractors: bool = True  # the goal block among two others of other colours, or alone
     colours: tuple[str, ...] = field(default_factory=lambda: tuple(COLOURS))
 
     def __post_init__(self) -> None:
@@ -98,6 +105,10 @@ class ReachTask:
                                                physicsClientId=c)  # fmt: skip
         goal = int(rng.integers(len(_SLOTS_X)))
         self.goal_index = int(names[goal])
+        if not self.distractors:  # the same draws either way; only the goal block stays on the table
+            for k in names[np.arange(len(_SLOTS_X)) != goal]:
+                pb.resetBasePositionAndOrientation(self.blocks[self.colours[k]], [0, 0, -5],
+                                                   [0, 0, 0, 1], physicsClientId=c)  # fmt: skip
         self.robot.set_arm(np.asarray(self.robot.embodiment.rest))
         self.robot.set_opening(self.robot.embodiment.max_opening)
         start = np.array([rng.uniform(-0.08, 0.08), rng.uniform(0.06, 0.10), 0.20])
@@ -221,9 +232,10 @@ class PooledHead(nn.Module):
                  dropout: float = 0.1):  # fmt: skip
         super().__init__()
         self.proprioception = proprioception
-        # standardized per sample, no learned affine: encoders trained to different embedding scales (the
-        # time-contrastive loss leaves it free) reach the MLP on one scale
-        self.norm = nn.LayerNorm(embed_dim, elementwise_affine=False) if embed_dim else None
+        # each feature standardized over the batch (R3M's BC puts a BatchNorm on the embedding): encoders
+        # trained to different embedding scales reach the MLP on one scale, and a random encoder's few
+        # large dimensions don't drown the rest
+        self.norm = nn.BatchNorm1d(embed_dim) if embed_dim else None
         self.mlp = nn.Sequential(
             nn.Linear(embed_dim + goal_dim + 3 * proprioception, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -242,7 +254,9 @@ READOUTS: dict[str, type[nn.Module]] = {"tokens": SpatialSoftmaxHead, "pooled": 
 
 
 @torch.no_grad()
-def _features(net: nn.Module, name: str, images: np.ndarray, readout: str, batch: int = 64) -> torch.Tensor:
+def frozen_features(
+    net: nn.Module, name: str, images: np.ndarray, readout: str, batch: int = 64
+) -> torch.Tensor:
     """The frozen encoder's projected patch tokens `[N, tokens, D]` (`readout="tokens"`) or its global
     embedding `[N, D]` (`"pooled"`, unnormalized)."""
     preprocess = get_transforms(name, train=False)
@@ -335,27 +349,29 @@ def run_policy_probe(
     demonstrations: tuple[np.ndarray, ...] | None = None,
     readout: str = "tokens",
     proprioception: bool = True,
+    distractors: bool = True,
 ) -> dict[str, Any]:
     """Behaviour cloning on `model`'s frozen image tower (weights `pretrained`, or its random
     initialization drawn from `seed` when None); `model=None` is the image-blind reference. Success rate
     over `episodes` seeded evaluation episodes (module docstring). `readout` is a key of `READOUTS`; without
-    `proprioception` the policy gets no tool position. A `task` given is reused (not closed);
+    `proprioception` the policy gets no tool position; without `distractors` the goal block is alone on the
+    table (`ReachTask.distractors`). A `task` given is reused (not closed, its own `distractors` holds);
     `demonstrations` given (`expert_demos`' output for `seed`) are cloned instead of rendering them again."""
     if readout not in READOUTS:
         raise ConfigError(f"policy probe: readout must be one of {sorted(READOUTS)}, got {readout!r}")
     torch.manual_seed(seed)
     net, name = load_eval_model(model, pretrained) if model is not None else (None, "blind")
     own = task is None
-    task = task or ReachTask(image_size=image_size)
+    task = task or ReachTask(image_size=image_size, distractors=distractors)
     try:
         images, tools, goals, actions = (demonstrations or expert_demos(task, demos, seed))[:4]
-        tokens = _features(net, name, images, readout) if net is not None else None
+        tokens = frozen_features(net, name, images, readout) if net is not None else None
         head = READOUTS[readout](0 if tokens is None else tokens.shape[-1], goals.shape[1], proprioception)
         loss = _behaviour_cloning(head, tokens, torch.as_tensor(goals), torch.as_tensor(tools),
                                   torch.as_tensor(actions) / task.max_step, train_steps, seed)  # fmt: skip
 
         def features(_goal_point: np.ndarray) -> torch.Tensor | None:
-            return _features(net, name, task.observe()[None], readout) if net is not None else None
+            return frozen_features(net, name, task.observe()[None], readout) if net is not None else None
 
         successes, distances = _rollouts(task, head, features, episodes, seed)
     finally:
@@ -374,6 +390,7 @@ def run_policy_probe(
         "seed": seed,
         "readout": readout,
         "proprioception": proprioception,
+        "distractors": task.distractors,
     }
 
 
@@ -387,16 +404,18 @@ def evaluate_policy(
     out: str | None = None,
     readout: str = "tokens",
     proprioception: bool = True,
+    distractors: bool = True,
     **_: Any,
 ) -> dict[str, Any]:
-    """`vlzoo-robotics eval policy --model NAME [--pretrained W] [--readout pooled] [--no-proprioception]`:
+    """`vlzoo-robotics eval policy --model NAME [--pretrained W] [--readout pooled] [--no-proprioception]
+    [--no-distractors]`:
     the probe's success rate for one encoder."""
     from pathlib import Path
 
     from vlzoo.core.eval import print_table, write_json
 
     result = run_policy_probe(model, pretrained, demos, episodes, train_steps, seed, readout=readout,
-                              proprioception=proprioception)  # fmt: skip
+                              proprioception=proprioception, distractors=distractors)  # fmt: skip
     lo, hi = result["ci95"]
     print_table({"success_rate": result["success_rate"], "ci95_low": lo, "ci95_high": hi,
                  "mean_final_distance_m": result["mean_final_distance"]},
