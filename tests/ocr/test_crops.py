@@ -169,3 +169,26 @@ def test_random_and_mixed_label_kinds_spell_open_vocabulary_strings(tmp_path: Pa
         write_ocr_words(tmp_path / "n", n_train=1, labels="names")
     with pytest.raises(ConfigError, match="unknown label kind 'names'"):
         sample_label(np.random.default_rng(0), "names")
+
+
+def test_a_generated_lexicon_is_distinct_seeded_strings_and_label_lists_spell_exact_crops(tmp_path: Path):
+    from vlzoo.core import ConfigError
+    from vlzoo.ocr.data.toyworld import generated_lexicon
+
+    lexicon = generated_lexicon(300, seed=4, lengths=(3, 5))
+    assert len(lexicon) == len(set(lexicon)) == 300
+    assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 5 for w in lexicon)
+    assert generated_lexicon(300, seed=4, lengths=(3, 5)) == lexicon  # seeded
+    assert generated_lexicon(100, seed=4, lengths=(3, 5)) == lexicon[:100]  # a prefix: same order
+    assert generated_lexicon(100, seed=5, lengths=(3, 5)) != lexicon[:100]
+    with pytest.raises(ConfigError, match="a lexicon of 400 strings of lengths \\(1, 1\\)"):
+        generated_lexicon(400, lengths=(1, 1))  # only 26 one-letter strings exist
+
+    lists = {"train": ["abc", "xyz", "abc"], "test": ["qrs"]}
+    train = WordCrops(write_ocr_words(tmp_path / "l", n_train=50, n_test=9, style="clean", label_lists=lists))
+    assert train.labels == ["abc", "xyz", "abc"]
+    assert WordCrops(tmp_path / "l" / "test" / "labels.txt").labels == ["qrs"]
+    first, third = (cv2.imread(str(tmp_path / "l" / "train" / f"00000{i}.png")) for i in (0, 2))
+    assert first.shape != third.shape or not np.array_equal(first, third)  # same word, another rendering
+    with pytest.raises(ConfigError, match="needs a non-empty 'train' list"):
+        write_ocr_words(tmp_path / "e", label_lists={"test": ["abc"]})

@@ -221,3 +221,21 @@ def test_conv_stem_downsamples_to_the_patch_grid_and_keeps_everything_after():
         create_model("dptr-parseq-tiny", stem="conv", patch_size=(6, 8))
     with pytest.raises(ConfigError, match="stem must be one of"):
         create_model("dptr-parseq-tiny", stem="resnet")
+
+
+@pytest.mark.parametrize("std", [0.02, 1.0])
+def test_fmu_query_scale_decides_whether_its_attention_starts_uniform(std: float):
+    """At PARSeq's 0.02 every FMU query attends almost uniformly (its memory starts as mean-pooled features,
+    the same at every position); at std 1 the queries pick different positions from the first step."""
+    from vlzoo.ocr.dptr import FeatureMergeUnit
+
+    torch.manual_seed(0)
+    fmu = FeatureMergeUnit(64, 64, 17, 4, 4.0, 0.0, query_std=std).eval()
+    assert fmu.queries.std().item() == pytest.approx(std, rel=0.15)
+    features = torch.nn.functional.layer_norm(torch.randn(2, 64, 64), (64,))  # ViT tokens end with a norm
+    query = fmu.queries.expand(2, -1, -1)
+    weights = fmu.cross_attn(query, features, features, average_attn_weights=False)[1]  # [B, heads, Q, N]
+    peak = weights.max(-1).values.mean().item() * 64  # 1.0: uniform over the 64 tokens
+    assert peak < 1.1 if std == 0.02 else peak > 2.0
+    assert create_model("dptr-parseq-tiny", stage="finetune").fmu.queries.std().item() < 0.03  # the default
+    assert create_model("dptr-parseq-tiny", fmu_query_std=1.0).fmu.queries.std().item() > 0.8

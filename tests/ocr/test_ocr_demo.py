@@ -132,5 +132,36 @@ def test_pretraining_text_is_the_crop_labels_or_fresh_labels_of_their_kind():
     words = pretraining_text("generated", crops, labels="vocabulary", style="varied")(200)
     assert {w.lower() for w in words} <= {v.lower() for v in VOCABULARY}
     assert any(w != w.lower() for w in words)
-    with pytest.raises(ConfigError, match="must be 'crops' or 'generated', got 'books'"):
+    lexicon = ["abc", "defg", "hij", "klmno"]
+    drawn = pretraining_text("lexicon", crops, lexicon=lexicon)(400)
+    assert set(drawn) == set(lexicon)  # every lexicon word, none of the crops'
+    with pytest.raises(ConfigError, match="must be 'crops', 'generated' or 'lexicon', got 'books'"):
         pretraining_text("books", crops)
+    with pytest.raises(ConfigError, match="'lexicon' needs a non-empty word list"):
+        pretraining_text("lexicon", crops)
+
+
+def test_lexicon_labels_keep_the_crops_to_the_seen_words_and_test_both_halves():
+    from vlzoo.core import ConfigError
+    from vlzoo.ocr.demo_recognition import lexicon_labels
+
+    lexicon, labels = lexicon_labels(200, 30, n_train=600, n_test=100, seed=2)
+    seen = set(lexicon[:30])
+    assert len(lexicon) == len(set(lexicon)) == 200
+    assert set(labels["train"]) == seen  # 600 draws cover all 30 seen words, and nothing else
+    assert all(w in seen for w in labels["test"][::2])
+    assert all(w in lexicon and w not in seen for w in labels["test"][1::2])
+    assert lexicon_labels(200, 30, n_train=600, n_test=100, seed=2) == (lexicon, labels)
+    with pytest.raises(ConfigError, match=r"seen_words must be in 1\.\.199"):
+        lexicon_labels(200, 200, n_train=10, n_test=10)
+
+
+def test_group_accuracy_scores_each_group_on_its_own_members():
+    from vlzoo.ocr.demo_recognition import group_accuracy
+
+    labels = ["abc", "DEF", "ghi", "jkl"]
+    predictions = ["abc", "def", "xyz", "jk"]  # case folds on the 36-character charset
+    groups = {"seen": [True, True, False, False], "unseen": [False, False, True, True]}
+    assert group_accuracy(predictions, labels, groups) == {"all": 50.0, "seen": 100.0, "unseen": 0.0}
+    empty = group_accuracy(predictions, labels, {"none": [False] * 4})
+    assert empty["all"] == 50.0 and empty["none"] != empty["none"]  # NaN: no member

@@ -25,15 +25,18 @@ from vlzoo.core import ConfigError, create_model, get_tokenizer
 from vlzoo.core.weights import save
 from vlzoo.ocr.data.crops import CROP_STYLES, WordCrops, write_ocr_words
 from vlzoo.ocr.data.labels import CHARSET_36, normalize_label
-from vlzoo.ocr.data.toyworld import sample_background, sample_label
+from vlzoo.ocr.data.toyworld import generated_lexicon, sample_background, sample_label
 from vlzoo.ocr.dptr import write_orp_bank
 from vlzoo.ocr.metrics_recognition import recognition_metrics
 
 __all__ = [
     "RECOGNITION_DEMO",
+    "group_accuracy",
+    "lexicon_labels",
     "memory_swap_check",
     "pretraining_text",
     "run_recognition_demo",
+    "seen_groups",
     "word_clip_retrieval",
 ]
 
@@ -59,9 +62,17 @@ RECOGNITION_DEMO = {
     "lr": 2e-3,
     # the fine-tuning ViT's stem (`vlzoo.ocr.dptr.STEMS`): "patch" is the paper's linear patch embedding
     "stem": "patch",
+    "fmu_query_std": 0.02,  # `DPTRConfig.fmu_query_std`: the FMU queries' initial scale
     "parallel": False,  # the three fine-tuning runs in three processes (one thread each)
+    # DPTR's premise at toy scale (0 = off): a `generated_lexicon` of this many made-up words is the text
+    # corpus (`text="lexicon"` pre-trains on all of it); the train crops spell only its first `seen_words`;
+    # the test crops alternate between those and words that appear only in the pre-training text
+    "lexicon": 0,
+    "seen_words": 80,
 }
 ARMS = ("pretrained", "scratch", "frozen-decoder")
+# the made-up words' lengths: a tiny ViT reads 3-7 characters in a few hundred steps; 10 take far longer
+LEXICON_LENGTHS = (3, 7)
 
 
 def _crops_tensor(crops: WordCrops, transform: Callable) -> torch.Tensor:
@@ -117,11 +128,22 @@ def word_clip_retrieval(clip: nn.Module, images: torch.Tensor, tokens: Any, labe
     return 100 * hits / len(labels), 100 / len(words)
 
 
-def _accuracy(model: nn.Module, images: torch.Tensor, labels: list[str]) -> float:
+def group_accuracy(
+    predictions: list[str], labels: list[str], groups: dict[str, list[bool]]
+) -> dict[str, float]:
+    """Word accuracy (%, 36-character charset) over all `labels` (`"all"`) and over each group's members."""
+    result = {"all": recognition_metrics(predictions, labels, CHARSET_36)["accuracy"]}
+    for name, member in groups.items():
+        pairs = [(p, t) for p, t, m in zip(predictions, labels, member) if m]
+        result[name] = recognition_metrics(*zip(*pairs), CHARSET_36)["accuracy"] if pairs else float("nan")
+    return result
+
+
+def _accuracy(model: nn.Module, images: torch.Tensor, labels: list[str], groups: dict) -> dict[str, float]:
     model.eval()
     preds = [p for i in range(0, len(images), 100) for p in model.recognize(images[i : i + 100])]
     model.train()
-    return recognition_metrics(preds, labels, CHARSET_36)["accuracy"]
+    return group_accuracy(preds, labels, groups)
 
 
 def _fit(model, images, targets, test, steps, batch, lr, eval_every, name, log) -> list[tuple[int, float]]:
@@ -139,7 +161,8 @@ def _fit(model, images, targets, test, steps, batch, lr, eval_every, name, log) 
         schedule.step()
         if step % eval_every == 0 or step == steps:
             curve.append((step, _accuracy(model, *test)))
-            log(f"  {name} step {step}: loss {loss.item():.3f}, test word accuracy {curve[-1][1]:.1f}%")
+            read = ", ".join(f"{k} {v:.1f}%" for k, v in curve[-1][1].items())
+            log(f"  {name} step {step}: loss {loss.item():.3f}, test word accuracy {read}")
     return curve
 
 
@@ -161,9 +184,15 @@ def _finetune_arm(
     transform = create_model("dptr-parseq-tiny").config.transform(train=False)
     train_crops, test_crops = (WordCrops(Path(words) / split / "labels.txt") for split in ("train", "test"))
     images = _crops_tensor(train_crops, transform)
-    test = (_crops_tensor(test_crops, transform), test_crops.labels)
+    test = (_crops_tensor(test_crops, transform), test_crops.labels, seen_groups(train_crops, test_crops))
     torch.manual_seed(1)  # the same ViT and FMU initialization and the same batches in every run
-    model = create_model("dptr-parseq-tiny", stage="finetune", stem=settings["stem"], **overrides)
+    model = create_model(
+        "dptr-parseq-tiny",
+        stage="finetune",
+        stem=settings["stem"],
+        fmu_query_std=settings["fmu_query_std"],
+        **overrides,
+    )
     targets = model.config.tokenizer()(train_crops.labels)
     s = settings
     curve = _fit(model, images, targets, test, s["steps"], s["batch"], s["lr"], s["eval_every"], name, log)
@@ -171,17 +200,67 @@ def _finetune_arm(
     return curve, time.perf_counter() - start
 
 
+def seen_groups(train: WordCrops, test: WordCrops) -> dict[str, list[bool]]:
+    """Test crops whose word is among the train crops' labels (`seen`) and the others (`unseen`: with
+    `text="lexicon"`, the words only the text-only pre-training has met)."""
+    known = set(train.labels)
+    seen = [label in known for label in test.labels]
+    return {"seen": seen, "unseen": [not m for m in seen]}
+
+
+def lexicon_labels(
+    size: int, seen_words: int, n_train: int, n_test: int, seed: int = 0
+) -> tuple[list[str], dict[str, list[str]]]:
+    """DPTR's premise at toy scale: `(lexicon, {"train", "test"} crop labels)`. The lexicon
+    (`generated_lexicon`) is the pre-training text; the train crops spell its first `seen_words` words
+    (uniformly); test crop i spells a seen word when i is even, else one of the other words, which only the
+    text-only pre-training has met."""
+    if not 0 < seen_words < size:
+        raise ConfigError(f"seen_words must be in 1..{size - 1} (the lexicon's size), got {seen_words}")
+    lexicon = generated_lexicon(size, seed, LEXICON_LENGTHS)
+    seen, unseen = lexicon[:seen_words], lexicon[seen_words:]
+    rng = np.random.default_rng([seed, 0x5EE7])
+    train = [seen[j] for j in rng.integers(len(seen), size=n_train)]
+    test = [
+        seen[int(rng.integers(len(seen)))] if i % 2 == 0 else unseen[int(rng.integers(len(unseen)))]
+        for i in range(n_test)
+    ]
+    return lexicon, {"train": train, "test": test}
+
+
+def _pretrain(pre: nn.Module, text_batch: Callable, steps: int, batch: int, lr: float, log: Callable) -> None:
+    tokenizer = pre.config.tokenizer()
+    opt = torch.optim.AdamW([p for p in pre.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    pre.train()
+    for step in range(steps):
+        labels = text_batch(batch)
+        loss = pre({"text": tokenizer(labels), "captions": labels})["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            log(f"  pretrain step {step}: loss {loss.item():.3f}")
+
+
 def pretraining_text(
-    text: str, crop_labels: list[str], labels: str = "vocabulary", style: str = "clean", seed: int = 12_345
+    text: str,
+    crop_labels: list[str],
+    labels: str = "vocabulary",
+    style: str = "clean",
+    seed: int = 12_345,
+    lexicon: list[str] | None = None,
 ) -> Callable[[int], list[str]]:
-    """`n -> n labels` for text-only pre-training: random train crop labels (`text="crops"`) or fresh labels
+    """`n -> n labels` for text-only pre-training: random train crop labels (`text="crops"`), fresh labels
     of the crops' kind `labels`, in the case the crop `style` renders (`text="generated"`, drawn from another
-    random stream than the crops')."""
-    if text == "crops":
+    random stream than the crops'), or uniform draws from `lexicon` (`text="lexicon"`)."""
+    if text in ("crops", "lexicon"):
+        pool = crop_labels if text == "crops" else lexicon
+        if not pool:
+            raise ConfigError(f"pre-training text {text!r} needs a non-empty word list")
         generator = torch.Generator().manual_seed(seed)
-        return lambda n: [crop_labels[i] for i in torch.randint(len(crop_labels), (n,), generator=generator)]
+        return lambda n: [pool[i] for i in torch.randint(len(pool), (n,), generator=generator)]
     if text != "generated":
-        raise ConfigError(f"pre-training text must be 'crops' or 'generated', got {text!r}")
+        raise ConfigError(f"pre-training text must be 'crops', 'generated' or 'lexicon', got {text!r}")
     rng = np.random.default_rng(seed)
     lower = CROP_STYLES[style].lowercase
     return lambda n: [
@@ -208,8 +287,10 @@ def run_recognition_demo(
     out: str | Path, log: Callable[[str], None] = print, **settings: Any
 ) -> dict[str, Any]:
     """Runs the four stages under `out` (settings: `RECOGNITION_DEMO`'s keys) and returns the summary:
-    `curves` (test word accuracy by fine-tuning step for `pretrained`, `scratch`, `frozen-decoder`),
-    `text_only` (the pre-trained decoder reading CLIP's memory of the test labels), `chance`, seconds."""
+    `curves` (`(step, accuracies)` by fine-tuning step for `pretrained`, `scratch`, `frozen-decoder`; the
+    test word accuracy of `all` test crops and of each `seen_groups` group), `text_only` (the pre-trained
+    decoder reading CLIP's memory of the test labels, the same groups), `chance`, seconds. The CLIP and the
+    pre-training are saved under names holding their settings and reused by a rerun under the same `out`."""
     s = {**RECOGNITION_DEMO, **settings}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -217,16 +298,27 @@ def run_recognition_demo(
     start = time.perf_counter()
 
     log("1. ocr-words crops and a tiny CLIP trained on them and their prompts")
-    words = out / f"ocr-words-{s['style']}-{s['labels']}-{s['n_train']}-{s['n_test']}"
+    kind = f"lexicon{s['lexicon']}-seen{s['seen_words']}" if s["lexicon"] else s["labels"]
+    words = out / f"ocr-words-{s['style']}-{kind}-{s['n_train']}-{s['n_test']}"
     labels_file = words / "train" / "labels.txt"
+    lexicon, label_lists = None, None
+    if s["lexicon"]:
+        lexicon, label_lists = lexicon_labels(s["lexicon"], s["seen_words"], s["n_train"], s["n_test"])
     if not labels_file.is_file():
         write_ocr_words(
-            words, n_train=s["n_train"], n_test=s["n_test"], seed=0, style=s["style"], labels=s["labels"]
+            words,
+            n_train=s["n_train"],
+            n_test=s["n_test"],
+            seed=0,
+            style=s["style"],
+            labels=s["labels"],
+            label_lists=label_lists,
         )
     train_crops = WordCrops(labels_file)
-    clip_path = save(
-        train_word_clip(train_crops, s["clip_steps"], s["batch"], log), out / "clip" / "model.safetensors"
-    )
+    # the CLIP depends only on the crops and its steps: a rerun under the same `out` reuses it
+    clip_path = out / f"clip-{words.name}-{s['clip_steps']}-{s['batch']}" / "model.safetensors"
+    if not clip_path.is_file():
+        save(train_word_clip(train_crops, s["clip_steps"], s["batch"], log), clip_path)
     seconds["clip"] = time.perf_counter() - start
 
     log("2. ORP bank: the CLIP's image tokens of 100 text-free backgrounds")
@@ -238,37 +330,36 @@ def run_recognition_demo(
     bank = out / "orp.safetensors"
     write_orp_bank(backgrounds, bank, "clip-vit-tiny", str(clip_path))
 
-    test_labels = WordCrops(words / "test" / "labels.txt").labels
-    text_batch = pretraining_text(s["text"], train_crops.labels, s["labels"], s["style"])
+    test_crops = WordCrops(words / "test" / "labels.txt")
+    test_labels, groups = test_crops.labels, seen_groups(train_crops, test_crops)
+    text_batch = pretraining_text(s["text"], train_crops.labels, s["labels"], s["style"], lexicon=lexicon)
 
     log("3. DPTR text-only pre-training of the decoder (CLIP text memory + ORP)")
     t = time.perf_counter()
+    # like the CLIP, a rerun under the same `out` with the same text settings reuses the pre-training
+    text_kind = f"{s['text']}-lexicon{s['lexicon']}" if s["text"] == "lexicon" else s["text"]
+    run = f"{clip_path.parent.name}-{text_kind}-{s['pretrain_steps']}-{s['pretrain_lr']}"
+    pre_path = out / f"dptr-pretrain-{run}" / "model.safetensors"
     torch.manual_seed(0)
     pre = create_model(
-        "dptr-parseq-tiny", stage="pretrain", clip_pretrained=str(clip_path), orp_bank=str(bank)
+        "dptr-parseq-tiny",
+        stage="pretrain",
+        clip_pretrained=str(clip_path),
+        orp_bank=str(bank),
+        pretrained=str(pre_path) if pre_path.is_file() else None,
     )
-    tokenizer = pre.config.tokenizer()
-    opt = torch.optim.AdamW(
-        [p for p in pre.parameters() if p.requires_grad], lr=s["pretrain_lr"], weight_decay=0.0
-    )
-    pre.train()
-    for step in range(s["pretrain_steps"]):
-        batch = text_batch(s["batch"])
-        loss = pre({"text": tokenizer(batch), "captions": batch})["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 50 == 0 or step == s["pretrain_steps"] - 1:
-            log(f"  pretrain step {step}: loss {loss.item():.3f}")
+    if not pre_path.is_file():
+        _pretrain(pre, text_batch, s["pretrain_steps"], s["batch"], s["pretrain_lr"], log)
+        save(pre, pre_path)
     pre.eval()
-    text_only = recognition_metrics(pre.recognize(labels=test_labels), test_labels, CHARSET_36)["accuracy"]
-    log(f"  the pre-trained decoder reads CLIP's memory of the test labels: word accuracy {text_only:.1f}%")
+    text_only = group_accuracy(pre.recognize(labels=test_labels), test_labels, groups)
+    read = ", ".join(f"{k} {v:.1f}%" for k, v in text_only.items())
+    log(f"  the pre-trained decoder reads CLIP's memory of the test labels: word accuracy {read}")
     swapped = memory_swap_check(pre, test_labels)
     log(
         f"  given its neighbour's memory instead, it reads the neighbour's word {swapped['neighbour']:.1f}% "
         f"and its own {swapped['own']:.1f}% of the time (a language model alone would ignore the swap)"
     )
-    pre_path = save(pre, out / "dptr-pretrain" / "model.safetensors")
     seconds["pretrain"] = time.perf_counter() - t
 
     log("4. fine-tuning on the crops: the same steps, batches and learning rate for every run")
@@ -311,10 +402,15 @@ def run_recognition_demo(
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    log("\nword accuracy (%) on the ocr-words test crops (36-char charset) by fine-tuning step")
-    log(f"{'step':>6} " + " ".join(f"{n:>15}" for n in ARMS))
-    for i, (step, _) in enumerate(curves["scratch"]):
-        log(f"{step:>6} " + " ".join(f"{curves[n][i][1]:>15.1f}" for n in ARMS))
-    log(f"text-only pre-training, reading CLIP's memory of the test labels: {text_only:.1f}%")
+    for group in text_only:
+        members = sum(groups[group]) if group in groups else len(test_labels)
+        log(
+            f"\nword accuracy (%) on the ocr-words test crops, {group} ({members} crops), by fine-tuning step"
+        )
+        log(f"{'step':>6} " + " ".join(f"{n:>15}" for n in ARMS))
+        for i, (step, _) in enumerate(curves["scratch"]):
+            log(f"{step:>6} " + " ".join(f"{curves[n][i][1][group]:>15.1f}" for n in ARMS))
+    read = ", ".join(f"{k} {v:.1f}%" for k, v in text_only.items())
+    log(f"text-only pre-training, reading CLIP's memory of the test labels: {read}")
     log(f"chance (always the most frequent test word): {chance:.1f}%")
     return summary

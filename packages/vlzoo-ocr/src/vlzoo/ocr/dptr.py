@@ -24,6 +24,9 @@ Paper → code:
 - **FMU** (`FeatureMergeUnit`): learnable queries (max_length + 1 of them, official 26), one
   cross-attention into the visual encoder's features (no norm before it, as the official code), then a
   pre-norm GELU FFN, each with a residual; its output replaces the memory when fine-tuning on images.
+  The official queries are never initialized (`torch.Tensor(1, 26, dim)`, which its `_init_weights`
+  does not reach), so their scale is ours to choose: `fmu_query_std` (default PARSeq's 0.02, under which
+  every query starts attending uniformly; at 1.0 they attend to different positions from the start).
 - **Fine-tuning**: a timm ViT on 32×128 crops (PARSeq's patch 4×8, no class token) + FMU + the decoder;
   the ViT starts fresh, not from CLIP's image encoder (OpenOCR's configs/rec/dptr/dptr_parseq_finetune.yml
   builds a plain ViT with no pretrained model): only the decoder carries the text-only pre-training;
@@ -109,6 +112,10 @@ class DPTRConfig:
     stem_width: int = 16  # channels of the conv stem's first stage (doubling per stage)
     timm_pretrained: bool = False
     fmu_mlp_ratio: float = 4.0  # official FFN 2048 for a 512-d FMU
+    # the FMU queries' initial std: the official code leaves them uninitialized (`torch.Tensor(1, 26, dim)`,
+    # outside its `_init_weights`); 0.02 is PARSeq's position-query scale, under which every query attends
+    # almost uniformly (the memory starts as mean-pooled features, the same at every position)
+    fmu_query_std: float = 0.02
     pretrained_decoder: str | None = None  # weights of a text-only pre-training run: its decoder is loaded
     freeze_decoder: bool = False
     keep_aspect: bool = False  # resize keeping the aspect ratio (padded) instead of PARSeq's plain resize
@@ -170,7 +177,14 @@ class FeatureMergeUnit(nn.Module):
     """Learnable queries → cross-attention into visual features (+ residual) → pre-norm FFN (+ residual)."""
 
     def __init__(
-        self, dim: int, feature_dim: int, num_queries: int, heads: int, mlp_ratio: float, dropout: float
+        self,
+        dim: int,
+        feature_dim: int,
+        num_queries: int,
+        heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        query_std: float = 0.02,
     ):
         super().__init__()
         self.queries = nn.Parameter(torch.empty(1, num_queries, dim))
@@ -185,7 +199,7 @@ class FeatureMergeUnit(nn.Module):
             nn.Linear(int(dim * mlp_ratio), dim),
         )
         self.drop_attn, self.drop_ffn = nn.Dropout(dropout), nn.Dropout(dropout)
-        nn.init.trunc_normal_(self.queries, std=0.02)
+        nn.init.trunc_normal_(self.queries, std=query_std)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         query = self.queries.expand(features.shape[0], -1, -1)
@@ -222,6 +236,7 @@ class DPTR(nn.Module):
             cfg.decoder.num_heads,
             cfg.fmu_mlp_ratio,
             cfg.decoder.dropout,
+            cfg.fmu_query_std,
         )
         self.decoder = ParseqDecoder(cfg.decoder, self.chars.num_classes, memory_dim=dim)
         # Frozen helpers outside the module tree: not trained, not in state_dict, built on first use.

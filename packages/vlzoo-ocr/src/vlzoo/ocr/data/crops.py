@@ -232,12 +232,18 @@ def write_ocr_words(
     seed: int = 0,
     style: str = "varied",
     labels: str = "vocabulary",
+    label_lists: dict[str, list[str]] | None = None,
 ) -> Path:
     """Write rendered word crops (ocr-toyworld's renderer) as `<split>/<n>.png` and `<split>/labels.txt` for
     the splits train, val (when `n_val`) and test; returns the train labels file. `style` names a
     `CROP_STYLES` entry; `labels` a `LABEL_KINDS` entry (ocr-toyworld's vocabulary, random lowercase strings
-    or both). A word the drawn font cannot render is redrawn in another style. Identical arguments give
-    identical files."""
+    or both). `label_lists` (split -> the exact label of each crop; it must hold "train") replaces the
+    counts and `labels`. A word the drawn font cannot render is redrawn in another style. Identical
+    arguments give identical files."""
+    if label_lists is not None:
+        if not label_lists.get("train"):
+            raise ConfigError("ocr-words label_lists needs a non-empty 'train' list")
+        n_train, n_val, n_test = (len(label_lists.get(s) or ()) for s in ("train", "val", "test"))
     if n_train < 1 or height < 16:
         raise ConfigError(f"ocr-words needs n_train >= 1 and height >= 16, got {n_train}, {height}")
     if labels not in LABEL_KINDS:
@@ -250,7 +256,7 @@ def write_ocr_words(
         lines = []
         for i in range(n):
             rng = np.random.default_rng([seed, zlib.crc32(split.encode()), i])
-            text = sample_label(rng, labels)
+            text = sample_label(rng, labels) if label_lists is None else label_lists[split][i]
             text = text.lower() if crop_style.lowercase else text
             for _ in range(10):
                 try:

@@ -196,6 +196,22 @@ def sample_random_string(rng: np.random.Generator, lengths: tuple[int, int] = RA
     return "".join(rng.choice(_LOWERCASE, int(rng.integers(lengths[0], lengths[1] + 1))))
 
 
+def generated_lexicon(size: int, seed: int = 0, lengths: tuple[int, int] = RANDOM_LENGTHS) -> list[str]:
+    """`size` distinct random lowercase strings, in a seeded order: a made-up language whose words are not
+    single CLIP tokens (BPE splits them into pieces), so a reader has to learn characters, not word codes.
+    DPTR's transfer experiment takes a text corpus from the whole lexicon and crops from a part of it."""
+    room = sum(26**n for n in range(lengths[0], lengths[1] + 1))
+    if not 0 < size <= room // 2:
+        raise ConfigError(
+            f"a lexicon of {size} strings of lengths {lengths} is not possible (1..{room // 2})"
+        )
+    rng = np.random.default_rng([seed, 0x1E71C0])
+    words: dict[str, None] = {}  # insertion-ordered set: the order is the seed's
+    while len(words) < size:
+        words.setdefault(sample_random_string(rng, lengths))
+    return list(words)
+
+
 def sample_label(rng: np.random.Generator, kind: str = "vocabulary") -> str:
     """A label of one of `LABEL_KINDS` (`vocabulary` draws exactly what `sample_word` draws)."""
     if kind == "vocabulary":
@@ -315,6 +331,7 @@ __all__ = [
     "SKIMAGE_PHOTOS",
     "VOCABULARY",
     "generate_scene",
+    "generated_lexicon",
     "sample_background",
     "sample_label",
     "sample_random_string",
