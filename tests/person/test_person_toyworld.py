@@ -4,6 +4,7 @@ images per identity, near-neighbour identities that a colours-only matcher confu
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from vlzoo.person.data import (
     draw_identities,
     part_captions_for,
     render_person,
+    swapped_part_captions_for,
     write_person_toyworld,
 )
 
@@ -97,6 +99,55 @@ def test_part_captions_come_after_the_five_and_change_nothing_else(tmp_path: Pat
     assert (tmp_path / "a" / image).read_bytes() == (tmp_path / "b" / image).read_bytes()
     with pytest.raises(ConfigError, match="part_captions"):
         write_person_toyworld(tmp_path / "c", part_captions=-1)
+
+
+def test_swapped_part_captions_get_exactly_one_shape_part_wrong():
+    """NegCLIP's hard negatives: each names one shape part (gender, hair length, a garment's type, the bag)
+    with a value the person does not have and every other part it names as the person has it; over many,
+    each shape part is the wrong one, alone or among other parts."""
+    a = {"gender": "woman", "hair_length": "long", "hair_colour": "blonde", "upper_type": "coat",
+         "upper_colour": "red", "lower_type": "shorts", "lower_colour": "blue", "shoe_colour": "white",
+         "bag": "backpack", "bag_colour": "grey"}  # fmt: skip
+    own = set(a.values())
+    wrong_word = {"man": "gender", "short": "hair_length", "shirt": "upper_type", "jacket": "upper_type",
+                  "trousers": "lower_type", "skirt": "lower_type", "handbag": "bag"}  # fmt: skip
+    swapped: dict[str, int] = {}
+    for caption in swapped_part_captions_for(a, np.random.default_rng(0), 400):
+        wrong = (_words(caption) & attribute_words()) - own
+        group = "bag" if "without a bag" in caption else None
+        assert len(wrong) + (group is not None) == 1, caption
+        group = group or wrong_word[wrong.pop()]
+        swapped[group] = swapped.get(group, 0) + 1
+    assert set(swapped) == {"gender", "hair_length", "upper_type", "lower_type", "bag"}
+    assert min(swapped.values()) >= 50  # about 80 each: uniform over the five
+    colours = swapped_part_captions_for(a, np.random.default_rng(1), 200, groups=("upper_colour",))
+    upper = [re.search(r"in a (\w+) (?:coat|top)", c) for c in colours]  # the only part named in colour
+    assert all(m is not None and m[1] != "red" for m in upper), colours
+    bagless = {**a, "bag": "none", "bag_colour": "none"}
+    no_bag = swapped_part_captions_for(bagless, np.random.default_rng(2), 200)
+    for caption in no_bag:  # a bag that appears is the wrong part (with a colour of its own), or another is
+        wrong = (_words(caption) & attribute_words()) - set(bagless.values())
+        if "carrying" in caption:
+            assert len(wrong & {"backpack", "handbag"}) == 1 and len(wrong) <= 2, caption
+        else:
+            assert len(wrong) == 1, caption
+    assert any("handbag" in c for c in no_bag) and any("backpack" in c for c in no_bag)
+
+
+def test_negative_captions_reach_the_training_samples_and_change_nothing_else(tmp_path: Path):
+    sizes = {"n_train": 3, "n_val": 0, "n_test": 2, "images_per_id": 2, "seed": 1, "part_captions": 2}
+    plain = json.loads(write_person_toyworld(tmp_path / "a", **sizes).read_text())
+    path = write_person_toyworld(tmp_path / "b", negative_captions=4, **sizes)
+    negatives = json.loads(path.read_text())
+    for e, f in zip(plain, negatives, strict=True):
+        assert f["captions"] == e["captions"] and "negative_texts" not in e
+        assert len(f["negative_texts"]) == 4 and not set(f["negative_texts"]) & set(f["captions"])
+    image = "imgs/train/0002_1.png"
+    assert (tmp_path / "a" / image).read_bytes() == (tmp_path / "b" / image).read_bytes()
+    sample = TbpsAnnotations(path, "train", captions="random")[0]
+    assert sample["negative_texts"] == negatives[0]["negative_texts"]
+    with pytest.raises(ConfigError, match="negative_captions"):
+        write_person_toyworld(tmp_path / "c", negative_captions=-1)
 
 
 def test_identities_are_distinct_near_neighbours():

@@ -40,6 +40,7 @@ from vlzoo.person.data.toyworld import (
     draw_identities,
     part_captions_for,
     render_person,
+    swapped_part_captions_for,
     write_person_toyworld,
 )
 from vlzoo.person.data.transforms import FitPad, pedestrian_transform
@@ -95,6 +96,7 @@ __all__ = [
     "read_tbps_entries",
     "render_person",
     "split_of",
+    "swapped_part_captions_for",
     "write_face_toyworld",
     "write_person_toyworld",
 ]

@@ -59,7 +59,7 @@ class TbpsFormat:
 TBPS_FORMATS: dict[str, TbpsFormat] = {
     f.name: f
     for f in (
-        TbpsFormat("cuhk-pedes", ("reid_raw.json",), passthrough=("attributes", "family")),
+        TbpsFormat("cuhk-pedes", ("reid_raw.json",), passthrough=("attributes", "family", "negative_texts")),
         TbpsFormat("icfg-pedes", ("icfg-pedes.json", "icfg_pedes.json")),
         TbpsFormat("rstpreid", ("data_captions.json",), image_key="img_path"),
         TbpsFormat(

@@ -25,7 +25,9 @@ hid long hair behind a man's shoulders and drew small bags gave 71 % and 57 % on
 - `draw_identities(n, seed)`: the identities' attributes (families of near neighbours, all distinct).
 - `render_person(attributes, rng, ...)`: one image `[H, W, 3]` uint8.
 - `captions_for(attributes, rng)`: five captions; `part_captions_for(attributes, rng, n)`: captions naming
-  a random subset of the parts (`write_person_toyworld(part_captions=n)` adds them).
+  a random subset of the parts (`write_person_toyworld(part_captions=n)` adds them);
+  `swapped_part_captions_for(attributes, rng, n)`: such captions with exactly one part swapped, hard
+  negatives for NegCLIP's loss (`write_person_toyworld(negative_captions=n)` adds them as `negative_texts`).
 - `write_person_toyworld(root, ...)`: `root/imgs/<split>/<id>_<k>.png` + `root/reid_raw.json`; each entry
   also has `"attributes"` (group → value) and `"family"`, which the CUHK-PEDES reader passes through.
 - `colours_only_rank1(...)`: the baseline a part-blind matcher reaches.
@@ -57,6 +59,7 @@ __all__ = [
     "draw_identities",
     "part_captions_for",
     "render_person",
+    "swapped_part_captions_for",
     "write_person_toyworld",
 ]
 
@@ -383,6 +386,48 @@ def part_captions_for(attributes: Mapping[str, str], rng: np.random.Generator, n
     return out
 
 
+def _swap_one_part(a: Mapping[str, str], group: str, rng: np.random.Generator) -> dict[str, str]:
+    """`a` with exactly `group` re-drawn to another value (a bag that appears gets a colour; `bag_colour`
+    only re-colours a bag that is there)."""
+    out = dict(a)
+    refused = {a[group], "none"} if group == "bag_colour" else {a[group]}
+    out[group] = str(rng.choice([v for v in PERSON_ATTRIBUTES[group] if v not in refused]))
+    if group == "bag":
+        out["bag_colour"] = "none" if out["bag"] == "none" else a["bag_colour"]
+        if out["bag"] != "none" and a["bag"] == "none":
+            out["bag_colour"] = str(rng.choice(GARMENT_COLOURS))
+    return out
+
+
+# The groups a hard negative swaps: the parts' shapes. Colours need no hard negatives: in a random batch the
+# other captions already differ from the truth in colour.
+SHAPE_GROUPS = ("gender", "hair_length", "upper_type", "lower_type", "bag")
+
+
+def swapped_part_captions_for(
+    attributes: Mapping[str, str], rng: np.random.Generator, n: int, groups: Sequence[str] = SHAPE_GROUPS
+) -> list[str]:
+    """`n` NegCLIP-style hard negatives (Yuksekgonul et al. 2023): part captions (`part_captions_for`'s
+    phrasing) of `attributes` with exactly one group's value swapped for another, the swapped group always
+    among those named. The group is uniform over `groups` (default the shape groups; `bag_colour` only
+    re-colours a bag that is there), the other named groups a random subset of the rest.
+
+    Why: in a random batch the colours alone tell nearly every caption from the others, so InfoNCE never
+    needs a yes/no shape cue (hair length, bag); a caption that differs from the truth in that cue alone,
+    as a negative of the image, does."""
+    groups = [g for g in groups if g != "bag_colour" or attributes["bag"] != "none"]
+    out = []
+    for _ in range(n):
+        group = str(rng.choice(groups))
+        swapped = _swap_one_part(attributes, group, rng)
+        named_group = "bag" if group == "bag_colour" else group
+        rest = [g for g in PART_GROUPS if g != named_group]
+        others = rng.choice(rest, size=int(rng.integers(0, len(rest) + 1)), replace=False)
+        subject, *clauses = _part_phrases(swapped, frozenset([named_group, *map(str, others)]))
+        out.append(f"{subject} {', '.join(clauses)}." if clauses else f"{subject}.")
+    return out
+
+
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -408,6 +453,7 @@ def write_person_toyworld(
     image_width: int = 64,
     seed: int = 0,
     part_captions: int = 0,
+    negative_captions: int = 0,
 ) -> Path:
     """Write person-toyworld, `n_train`/`n_val`/`n_test` identities × `images_per_id` images per split:
     `root/imgs/<split>/<id:04d>_<k>.png` and the CUHK-PEDES annotation
@@ -418,12 +464,15 @@ def write_person_toyworld(
     near-neighbour identities). Identities of different splits are different people; a family never spans
     two splits. Identical arguments give identical files. `part_captions` > 0 adds that many captions per
     image naming a random subset of the parts (`part_captions_for`) after the five; the images and the five
-    captions stay those of `part_captions=0`.
+    captions stay those of `part_captions=0`. `negative_captions` > 0 adds `"negative_texts"`, that many
+    one-part-swapped captions per image (`swapped_part_captions_for`): hard negatives for NegCLIP's loss
+    (`loss: negclip`); the images and captions stay those without them.
     """
-    if min(n_train, n_test) < 1 or min(n_val, part_captions) < 0 or images_per_id < 1:
+    if min(n_train, n_test) < 1 or min(n_val, part_captions, negative_captions) < 0 or images_per_id < 1:
         raise ConfigError(
-            f"person-toyworld: n_train and n_test must be ≥ 1, n_val and part_captions ≥ 0, images_per_id ≥ 1;"
-            f" got {n_train}, {n_test}, {n_val}, {part_captions}, {images_per_id}"
+            "person-toyworld: n_train and n_test must be ≥ 1, n_val, part_captions and negative_captions ≥ 0,"
+            f" images_per_id ≥ 1; got {n_train}, {n_test}, {n_val}, {part_captions}, {negative_captions},"
+            f" {images_per_id}"
         )
     if image_height < 48 or image_width < 24:
         raise ConfigError(f"person-toyworld: images must be at least 48×24, got {image_height}×{image_width}")
@@ -445,17 +494,18 @@ def write_person_toyworld(
                 captions = captions_for(attrs, rng)
                 if part_captions:
                     captions += part_captions_for(attrs, rng, part_captions)
-                entries.append(
-                    {
-                        "split": split,
-                        "captions": captions,
-                        "file_path": file_path,
-                        "processed_tokens": [_tokens(c) for c in captions],
-                        "id": pid,
-                        "attributes": dict(attrs),
-                        "family": f"{split}-{family}",
-                    }
-                )
+                entry = {
+                    "split": split,
+                    "captions": captions,
+                    "file_path": file_path,
+                    "processed_tokens": [_tokens(c) for c in captions],
+                    "id": pid,
+                    "attributes": dict(attrs),
+                    "family": f"{split}-{family}",
+                }
+                if negative_captions:
+                    entry["negative_texts"] = swapped_part_captions_for(attrs, rng, negative_captions)
+                entries.append(entry)
     path = root / PERSON_TOYWORLD_FILE
     path.write_text(json.dumps(entries))
     return path
