@@ -18,7 +18,8 @@ from vlzoo.core.data import (
     write_toyworld,
     write_toyworld_classes,
 )
-from vlzoo.core.data.toyworld import CHANGES, COLOURS, INVERSE, SHAPES
+from vlzoo.core.data.toyworld import CHANGES, COLOURS, INVERSE, SHAPES, caption_swaps
+from vlzoo.core.errors import DataError
 
 _REL = {
     "above": "above", "on top of": "above", "over": "above",
@@ -163,6 +164,66 @@ def test_each_pair_records_the_one_change_that_tells_its_images_apart(tmp_path):
         seen.append(change)
     assert set(seen) == set(CHANGES)
     assert 30 <= seen.count("shape") <= 50  # drawn with p = 0.4, and in place of a swap of equal shapes
+
+
+def test_caption_swaps_flip_the_direction_word_or_exchange_the_objects():
+    assert caption_swaps("there is a little red circle on top of a big blue cross") == {
+        "direction": "there is a little red circle under a big blue cross",
+        "objects": "there is a big blue cross on top of a little red circle",
+    }
+    assert caption_swaps("a picture of a large white square to the left of a small green triangle") == {
+        "direction": "a picture of a large white square to the right of a small green triangle",
+        "objects": "a picture of a small green triangle to the left of a large white square",
+    }
+    # the same object twice (size synonyms read alike): neither edit makes the caption false
+    assert caption_swaps("a tiny red circle over a small red circle") == {}
+    with pytest.raises(DataError, match="not a caption of two objects and one relation"):
+        caption_swaps("a red circle")
+
+
+def test_caption_swaps_of_a_relation_pair_are_its_distractors_captions():
+    # the two cells of the relation's XOR that are false of an image are exactly what its distractor shows
+    world = ToyWorld("train", 400, seed=0)
+    relation_pairs = [p for p in range(200) if world.change(2 * p) == "relation"]
+    assert len(relation_pairs) >= 20
+    for pair in relation_pairs:
+        own, distractor = world.generate(2 * pair)[2], world.generate(2 * pair + 1)[2]
+        swaps = caption_swaps(own[0])
+        if swaps:
+            assert swaps["direction"] == distractor[0]  # "A above B" -> "A below B"
+            assert swaps["objects"] == distractor[1]  # "A above B" -> "B above A"
+    for index in range(
+        40
+    ):  # every edit of every caption is false of its own image: never one of its captions
+        captions = world.generate(index)[2]
+        for text in captions:
+            assert not set(caption_swaps(text).values()) & set(captions)
+
+
+def test_swap_negatives_add_the_own_captions_edits_and_change_nothing_else(tmp_path):
+    plain = json.loads(write_toyworld(tmp_path / "plain", 20, 0, 0).read_text())["images"]
+    swaps = json.loads(write_toyworld(tmp_path / "swaps", 20, 0, 0, swap_negatives=True).read_text())[
+        "images"
+    ]
+    for i, (a, b) in enumerate(zip(plain, swaps)):
+        assert (tmp_path / "plain/train" / a["filename"]).read_bytes() == (
+            tmp_path / "swaps/train" / b["filename"]
+        ).read_bytes()
+        assert {k: v for k, v in a.items() if k != "negative_texts"} == {
+            k: v for k, v in b.items() if k != "negative_texts"
+        }
+        own = [s["raw"] for s in a["sentences"]]
+        distractor = [s["raw"] for s in plain[i ^ 1]["sentences"]]
+        assert a["negative_texts"] == distractor
+        edits = {edit for text in own for edit in caption_swaps(text).values()}
+        assert b["negative_texts"][: len(distractor)] == distractor  # the distractor's first, as before
+        assert set(b["negative_texts"]) == set(distractor) | edits
+        assert len(set(b["negative_texts"])) == len(b["negative_texts"])
+        assert not set(b["negative_texts"]) & set(own)
+        if a["change"] != "relation" and edits:  # edits that no caption of the pair says: new negatives
+            assert len(b["negative_texts"]) > len(distractor)
+    world = ToyWorld("train", 20, swap_negatives=True, captions="random")
+    assert world[3]["negative_texts"] == swaps[3]["negative_texts"]
 
 
 def test_bag_of_colours_is_above_chance_and_far_from_solving_it():

@@ -262,7 +262,13 @@ def colours_only_matcher(index: Path, split: str, k: int) -> dict[str, float]:
 # `benchmarks/hard_negatives.py`, which prints the test figures beside it. What still fails is the relation
 # pairs ("A above B" / "A below B"): with timm's position init the trained image embedding can't tell them apart
 # (`--probe`: 56 %, chance 50 %); with `pos_embed_init="sincos"` it can (92 %), yet their group score stays 0,
-# so the remaining gap is the text tower binding word order to the direction word.
+# so the remaining gap is the text tower binding word order to the direction word. It can: trained alone on
+# direct labels (`--text-capacity`) it reads that XOR at 86 % after 400 steps, but only 48 % at 200 (chance 50;
+# 88 % at lr 1e-3, never at 5e-3): even a clean signal needs a plateau of most of the demo's budget, and
+# contrastive training gives a far weaker one: the trained tower still gives cosine 1.000 between a caption and
+# the same with its direction word flipped.
+# On validation the relation costs most of what the default misses: ~22 % of captions find the distractor or
+# an image with the same objects in another relation first, ~17 % one with other shapes (a scratch breakdown).
 TOYWORLD_DEMO = DemoSpec(
     name="vlzoo demo",
     model="clip-vit-tiny",

@@ -11,7 +11,8 @@ relation ("a small red circle above a large blue square" / "... below ..."), so 
 - `write_toyworld(root, ...)`: the same samples as PNG files plus a Karpathy split JSON (read it with
   `KarpathySplits`); each image entry also carries its `"scene"` record (shapes, colours, sizes, centres),
   its `"pair"`, what tells it from its distractor (`"change"`, one of `CHANGES`) and the distractor's
-  captions as `"negative_texts"` (hard negatives for `NegClipLoss`).
+  captions as `"negative_texts"` (hard negatives for `NegClipLoss`; with `swap_negatives`, also each own
+  caption's direction-flipped and object-swapped edits, `caption_swaps`).
 - `write_toyworld_classes(root, ...)`: a classification view in `root/<class>/<image>` layout
   (`ImageFolderClasses`), for zero-shot prompts such as "a photo of a {}".
 
@@ -229,6 +230,49 @@ def captions_for(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[str
     return out
 
 
+# The two other cells of a relation caption's XOR: its direction word flipped ("A above B" -> "A below B") and its
+# objects swapped ("B above A"). Both are false of the caption's image and true of its relation distractor;
+# flipping both gives back a true paraphrase ("B below A"), which is why neither word order nor the direction
+# word alone tells a relation pair apart. The vocabulary is closed, so plain patterns find every part.
+_INVERSE_WORD = {
+    word: _RELATION_WORDS[INVERSE[relation]][min(i, len(_RELATION_WORDS[INVERSE[relation]]) - 1)]
+    for relation, words in _RELATION_WORDS.items()
+    for i, word in enumerate(words)
+}
+_RELATION_WORD = re.compile(r"\b(" + "|".join(sorted(_INVERSE_WORD, key=len, reverse=True)) + r")\b")
+_OBJECT_PHRASE = re.compile(
+    r"\ba (?:"
+    + "|".join(w for words in _SIZE_WORDS.values() for w in words)
+    + r") (?:"
+    + "|".join(COLOURS)
+    + r") (?:"
+    + "|".join(SHAPES)
+    + r")\b"
+)
+
+
+def caption_swaps(text: str) -> dict[str, str]:
+    """A toyworld caption's minimal edits that make it false of its image: `"direction"` (the relation word
+    replaced by its inverse, "above" -> "below", "on top of" -> "under") and `"objects"` (the two object phrases
+    exchanged). When both objects read the same, neither edit changes what the caption says: both are dropped.
+
+    Raises:
+        DataError: `text` has not exactly one relation and two object phrases (not a toyworld caption).
+    """
+    relations, objects = _RELATION_WORD.findall(text), _OBJECT_PHRASE.findall(text)
+    if len(relations) != 1 or len(objects) != 2:
+        raise DataError(
+            f"toyworld: {text!r} is not a caption of two objects and one relation "
+            f"(found relations {relations}, objects {objects})"
+        )
+    canonical = {w: size for size, words in _SIZE_WORDS.items() for w in words}
+    if len({" ".join(canonical.get(w, w) for w in o.split()) for o in objects}) == 1:
+        return {}
+    first, second = objects
+    swapped = _OBJECT_PHRASE.sub(lambda m: second if m.group(0) == first else first, text)
+    return {"direction": _RELATION_WORD.sub(lambda m: _INVERSE_WORD[m.group(1)], text), "objects": swapped}
+
+
 # ------------------------------------------------------------------------------------------ dataset
 
 
@@ -238,6 +282,8 @@ class ToyWorld(Dataset):
     `captions` as in the file sources: `"all"` (5 captions as `"texts"`, evaluation), `"each"` (one sample
     per caption), `"random"` (one drawn per access), `"first"`. The same `(split, index, image_size, seed)`
     always gives the same image, captions and scene, and `write_toyworld` writes exactly these.
+    `"negative_texts"` are the distractor's captions, and with `swap_negatives` also every `caption_swaps`
+    edit of the image's own captions (`negative_captions`).
     """
 
     def __init__(
@@ -248,6 +294,7 @@ class ToyWorld(Dataset):
         seed: int = 0,
         captions: CaptionMode = "all",
         captions_per_image: int = 5,
+        swap_negatives: bool = False,
     ):
         if n < 1 or image_size < 24:
             raise DataError(f"toyworld: need n ≥ 1 and image_size ≥ 24, got n={n}, image_size={image_size}")
@@ -257,6 +304,7 @@ class ToyWorld(Dataset):
             )
         self.split, self.n, self.image_size, self.seed = split, n, image_size, seed
         self.captions, self.captions_per_image = captions, captions_per_image
+        self.swap_negatives = swap_negatives
         self._last_pair: tuple[int, Any, Any, Any, str] | None = None
 
     def __len__(self) -> int:
@@ -273,6 +321,18 @@ class ToyWorld(Dataset):
         last image of an odd `n` has no distractor in the split and gets none."""
         texts = self._pair(index)[2]
         return list(texts[1 - index % 2]) if index ^ 1 < self.n else []
+
+    def negative_captions(self, index: int) -> list[str]:
+        """Hard-negative captions of image `index`: its distractor's captions, then (with `swap_negatives`)
+        the direction-flipped and object-swapped edits of its own captions (`caption_swaps`): the two false
+        cells of the relation's XOR for every image, not only for the pairs whose change is the relation.
+        Each text once, none of them one of the image's own captions."""
+        negatives = self.distractor_captions(index)
+        if self.swap_negatives:
+            own = self.generate(index)[2]
+            edits = [edit for text in own for edit in caption_swaps(text).values()]
+            negatives = [t for t in dict.fromkeys(negatives + edits) if t not in own]
+        return negatives
 
     def change(self, index: int) -> str:
         """What tells image `index` from its distractor: one of `CHANGES`, the same for both images of a pair."""
@@ -302,7 +362,7 @@ class ToyWorld(Dataset):
             "id": f"{self.split}/{index // per:06d}",
             "scene": scene.to_dict(),
             "split": self.split,
-            "negative_texts": self.distractor_captions(index // per),
+            "negative_texts": self.negative_captions(index // per),
         }
         if self.captions == "all":
             sample["texts"] = texts
@@ -322,16 +382,19 @@ def write_toyworld(
     n_test: int = 200,
     image_size: int = 64,
     seed: int = 0,
+    swap_negatives: bool = False,
 ) -> Path:
     """Write toyworld as `root/<split>/<index>.png` plus the Karpathy JSON `root/toyworld.json`; returns the
-    JSON's path. Identical arguments give identical files."""
+    JSON's path. Identical arguments give identical files. `swap_negatives` adds the `caption_swaps` edits of
+    each image's captions to its `"negative_texts"` (`ToyWorld.negative_captions`); images and captions are
+    the same either way."""
     root = Path(root)
     images: list[dict[str, Any]] = []
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         if n <= 0:
             continue
         (root / split).mkdir(parents=True, exist_ok=True)
-        world = ToyWorld(split, n, image_size, seed)
+        world = ToyWorld(split, n, image_size, seed, swap_negatives=swap_negatives)
         for i in range(n):
             pixels, scene, texts = world.generate(i)
             filename = f"{i:06d}.png"
@@ -345,8 +408,8 @@ def write_toyworld(
                     "pair": i // 2,  # an image and its distractor: a hard-negative group
                     "change": world.change(i),  # what tells them apart: pair scores break down by it
                     "captions": texts,
-                    # the distractor's captions: hard negatives for NegCLIP's loss (`NegClipLoss`)
-                    "negative_texts": world.distractor_captions(i),
+                    # the distractor's captions (and the own captions' swaps): NegCLIP's hard negatives
+                    "negative_texts": world.negative_captions(i),
                     "scene": scene.to_dict(),
                 }
             )
