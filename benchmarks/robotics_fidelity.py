@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from robotics_policy_probe import MODEL, pretrain
+from robotics_policy_probe import MODEL, pretrain_clip
 
 from vlzoo.core.data import ensure_generated
 from vlzoo.robotics.augment import augment
@@ -44,7 +44,7 @@ def main() -> None:
             if name == "h2r":
                 augment(human, run / "h2r", H2RConfig(robot="franka"), progress=False)
         captions = run / "human" / "captions.csv" if name == "human" else run / "h2r" / "captions.csv"
-        weights[name] = pretrain(captions, run / f"encoder-{name}", args.epochs, seed=0)
+        weights[name] = pretrain_clip(captions, run / f"encoder-{name}", args.epochs, seed=0)
     test = ensure_generated("robot-toyworld", out / "test",
                             {"n_train": 0, "n_val": 0, "n_test": args.clips, "frames": 12, "image_size": 128,
                              "seed": 1})  # fmt: skip
