@@ -192,9 +192,8 @@ def test_caption_swaps_of_a_relation_pair_are_its_distractors_captions():
         if swaps:
             assert swaps["direction"] == distractor[0]  # "A above B" -> "A below B"
             assert swaps["objects"] == distractor[1]  # "A above B" -> "B above A"
-    for index in range(
-        40
-    ):  # every edit of every caption is false of its own image: never one of its captions
+    # every edit of every caption is false of its own image: never one of its captions
+    for index in range(40):
         captions = world.generate(index)[2]
         for text in captions:
             assert not set(caption_swaps(text).values()) & set(captions)
