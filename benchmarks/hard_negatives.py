@@ -39,6 +39,18 @@ direct labels, and not at all at 5e-3: the demo's ~414 contrastive steps, whose 
 end before it. Every contrastive arm tried so far leaves the caption / direction-flipped caption cosine at
 0.999-1.000 (`hard+swaps` included, in an exploratory scratch run on the validation split).
 
+The default demo's towers (stop 24): sine-cosine start for the ViT's position table and a 2-layer, 128-wide
+text tower (were: timm's position init, 4 layers × 64; the `--text-capacity` figures above are the old tower's;
+1 and 2 layers × 128 hit the same plateau: 50.6 / 52.9 / 71.5 / 87.2 and 50.6 / 46.5 / 81.3 / 91.9). Measured
+(lead, two runs at once on the idle 2-core machine, data seed 0):
+
+    --modes hard --seeds 0 1 --jobs 2   R@1 69.6 / 68.1, pair scores 60/58/54 and 62/55/50, relation group 0 / 0,
+                                        val R@1 75.0 / 72.4, 194 s each
+    --modes plain                       R@1 66.6, pair scores 54/55/45, relation group 0, val R@1 71.4, 247 s
+    before (max pool only), hard        R@1 64.2, group 49, val R@1 65.7 (stop 23)
+    before, 36 / 48 epochs, sincos      R@1 73.4 / 75.0 (seed 1: 71.5), group 57 / 61 (59), val 75.7 / 79.6
+    text tower mean-pooled (18 epochs)  R@1 62.3, group 42, val 64.0
+
 Modes change only the batches (`data.group_batches`), the loss (`NegClipLoss` over each image's hard-negative
 captions) and those captions: the distractor's, and in `hard+swaps` also the direction-flipped and
 object-swapped edits of the image's own captions (toyworld's `swap_negatives`, both false cells of the
