@@ -329,7 +329,7 @@ class ToyWorld(Dataset):
         Each text once, none of them one of the image's own captions."""
         negatives = self.distractor_captions(index)
         if self.swap_negatives:
-            own = self.generate(index)[2]
+            own = self._pair(index)[2][index % 2]  # its captions, without copying its pixels as generate does
             edits = [edit for text in own for edit in caption_swaps(text).values()]
             negatives = [t for t in dict.fromkeys(negatives + edits) if t not in own]
         return negatives
