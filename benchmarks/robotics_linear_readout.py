@@ -59,8 +59,9 @@ def _r2(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 1 - ((pred - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
 
 
-def ridge_r2(xtr, ytr, xte, yte, val_from: int) -> np.ndarray:
-    """Test R² per target column, the penalty picked on training rows `val_from:`."""
+def _ridge_predict(xtr, ytr, xte, val_from: int) -> torch.Tensor:
+    """Ridge predictions for `xte`: features standardized on the training rows, the penalty picked on training
+    rows `val_from:` (fitted on the rows before), then refitted on all training rows."""
     mean, std = xtr.mean(0), xtr.std(0) + 1e-6
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
     ym = ytr.mean(0)
@@ -70,8 +71,12 @@ def ridge_r2(xtr, ytr, xte, yte, val_from: int) -> np.ndarray:
         score = float(_r2(xtr[val_from:] @ w + ym, ytr[val_from:]).mean())
         if score > best:
             best, best_alpha = score, alpha
-    w = _ridge_fit(xtr, ytr - ym, best_alpha)
-    return _r2(xte @ w + ym, yte).numpy()
+    return xte @ _ridge_fit(xtr, ytr - ym, best_alpha) + ym
+
+
+def ridge_r2(xtr, ytr, xte, yte, val_from: int) -> np.ndarray:
+    """Test R² per target column, the penalty picked on training rows `val_from:`."""
+    return _r2(_ridge_predict(xtr, ytr, xte, val_from), yte).numpy()
 
 
 def goal_r2(xtr, gtr, ytr, xte, gte, yte, val_from: int) -> np.ndarray:
@@ -81,17 +86,7 @@ def goal_r2(xtr, gtr, ytr, xte, gte, yte, val_from: int) -> np.ndarray:
         tr, te = gtr[:, c] > 0, gte[:, c] > 0
         if tr.sum() < 10 or te.sum() == 0:
             continue
-        ntr = int(tr[:val_from].sum())
-        mean, std = xtr[tr].mean(0), xtr[tr].std(0) + 1e-6
-        a, b = (xtr[tr] - mean) / std, (xte[te] - mean) / std
-        ym = ytr[tr].mean(0)
-        best, best_alpha = -np.inf, ALPHAS[0]
-        for alpha in ALPHAS:
-            w = _ridge_fit(a[:ntr], ytr[tr][:ntr] - ym, alpha)
-            score = float(_r2(a[ntr:] @ w + ym, ytr[tr][ntr:]).mean())
-            if score > best:
-                best, best_alpha = score, alpha
-        preds.append(b @ _ridge_fit(a, ytr[tr] - ym, best_alpha) + ym)
+        preds.append(_ridge_predict(xtr[tr], ytr[tr], xte[te], int(tr[:val_from].sum())))
         truths.append(yte[te])
     return _r2(torch.cat(preds), torch.cat(truths)).numpy()
 
