@@ -8,6 +8,7 @@ recognition report (`vlzoo-ocr eval recognition` of the model fine-tuned from th
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import time
@@ -34,6 +35,8 @@ __all__ = [
     "group_accuracy",
     "lexicon_labels",
     "memory_swap_check",
+    "memory_table_probe",
+    "pretrain_stages",
     "pretraining_text",
     "run_recognition_demo",
     "seen_groups",
@@ -283,16 +286,65 @@ def memory_swap_check(model: nn.Module, labels: list[str]) -> dict[str, float]:
     }
 
 
-def run_recognition_demo(
-    out: str | Path, log: Callable[[str], None] = print, **settings: Any
-) -> dict[str, Any]:
-    """Runs the four stages under `out` (settings: `RECOGNITION_DEMO`'s keys) and returns the summary:
-    `curves` (`(step, accuracies)` by fine-tuning step for `pretrained`, `scratch`, `frozen-decoder`; the
-    test word accuracy of `all` test crops and of each `seen_groups` group), `text_only` (the pre-trained
-    decoder reading CLIP's memory of the test labels, the same groups), `chance`, seconds. The CLIP and the
-    pre-training are saved under names holding their settings and reused by a rerun under the same `out`."""
-    s = {**RECOGNITION_DEMO, **settings}
-    out = Path(out)
+def memory_table_probe(
+    model: nn.Module,
+    words: list[str],
+    steps: int = 100,
+    lr: float = 1e-2,
+    batch: int = 64,
+    train_decoder: bool = False,
+    init_std: float = 0.02,
+    eval_every: int = 25,
+    seed: int = 0,
+) -> list[tuple[int, float]]:
+    """Can gradient descent reach what a DPTR decoder knows, with no image in the way? Each of `words` gets
+    its own learnable memory `[max_length + 1, D]` (the FMU's output shape, started at `init_std`, the FMU
+    queries' scale), trained with the permutation LM loss under a copy of `model`'s decoder, frozen unless
+    `train_decoder`. Returns `(step, word accuracy %)` of reading each word's memory back (AR + refinement).
+
+    The fine-tune's frozen-decoder arm asks the same of ViT + FMU; this isolates the decoder: a frozen
+    pre-trained decoder that is reachable reads its words from a learned memory within tens of steps, a
+    frozen random one reads none (`--decoder-probe` of benchmarks/ocr_dptr_transfer.py). Deterministic for a
+    `seed`; the global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the decoder's dropout
+        return _memory_table_probe(model, words, steps, lr, batch, train_decoder, init_std, eval_every, seed)
+
+
+def _memory_table_probe(model, words, steps, lr, batch, train_decoder, init_std, eval_every, seed):
+    generator = torch.Generator().manual_seed(seed)
+    decoder = copy.deepcopy(model.decoder).requires_grad_(train_decoder).train()
+    length, dim = decoder.cfg.max_length + 1, decoder.cfg.embed_dim
+    table = nn.Parameter(torch.randn(len(words), length, dim, generator=generator) * init_std)
+    params = [table, *decoder.parameters()] if train_decoder else [table]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    targets = model.chars(words)
+
+    def read() -> float:
+        decoder.eval()
+        with torch.no_grad():
+            predictions = model.chars.decode(decoder.decode(table).argmax(-1))
+        decoder.train()
+        return recognition_metrics(predictions, words, CHARSET_36)["accuracy"]
+
+    curve = [(0, read())]
+    for step in range(1, steps + 1):
+        idx = torch.randint(len(words), (batch,), generator=generator)
+        loss = decoder.loss(table[idx], targets[idx], generator=generator)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % eval_every == 0 or step == steps:
+            curve.append((step, read()))
+    return curve
+
+
+def pretrain_stages(out: Path, s: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The demo's stages 1-3 under `out` with the full settings `s`: crops, the tiny CLIP, the ORP bank and
+    the text-only pre-training (each reused when a run under `out` made it already). Returns `words` (the
+    crops' folder), `pretrained` (the pre-trained DPTR's weights), `model` (it, in eval mode),
+    `test_labels`, `groups` (`seen_groups`), `text_only` and `swapped` (its accuracies reading CLIP's
+    memory of the test labels, and `memory_swap_check`), `lexicon` (or None) and `seconds`."""
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -361,6 +413,34 @@ def run_recognition_demo(
         f"and its own {swapped['own']:.1f}% of the time (a language model alone would ignore the swap)"
     )
     seconds["pretrain"] = time.perf_counter() - t
+
+    return {
+        "words": words,
+        "pretrained": pre_path,
+        "model": pre,
+        "test_labels": test_labels,
+        "groups": groups,
+        "text_only": text_only,
+        "swapped": swapped,
+        "lexicon": lexicon,
+        "seconds": seconds,
+    }
+
+
+def run_recognition_demo(
+    out: str | Path, log: Callable[[str], None] = print, **settings: Any
+) -> dict[str, Any]:
+    """Runs the four stages under `out` (settings: `RECOGNITION_DEMO`'s keys) and returns the summary:
+    `curves` (`(step, accuracies)` by fine-tuning step for `pretrained`, `scratch`, `frozen-decoder`; the
+    test word accuracy of `all` test crops and of each `seen_groups` group), `text_only` (the pre-trained
+    decoder reading CLIP's memory of the test labels, the same groups), `chance`, seconds. The CLIP and the
+    pre-training are saved under names holding their settings and reused by a rerun under the same `out`."""
+    s = {**RECOGNITION_DEMO, **settings}
+    out = Path(out)
+    stages = pretrain_stages(out, s, log)
+    words, pre_path, seconds = stages["words"], stages["pretrained"], stages["seconds"]
+    test_labels, groups, text_only = stages["test_labels"], stages["groups"], stages["text_only"]
+    swapped = stages["swapped"]
 
     log("4. fine-tuning on the crops: the same steps, batches and learning rate for every run")
     overrides = {

@@ -31,6 +31,9 @@ Paper → code:
   the ViT starts fresh, not from CLIP's image encoder (OpenOCR's configs/rec/dptr/dptr_parseq_finetune.yml
   builds a plain ViT with no pretrained model): only the decoder carries the text-only pre-training;
   `freeze_decoder` trains ViT + FMU under a frozen pre-trained decoder (the paper's transfer check).
+  The frozen decoder is reachable (`vlzoo.ocr.demo_recognition.memory_table_probe`: a memory learned per
+  word, with no image, is read back within tens of steps); at CPU scale what learns slowly is the path
+  from the image: ViT + FMU, whose one cross-attention starts out pooling every ViT token alike.
   `stem="conv"` (not in the paper; `STEMS`) swaps the ViT's linear patch embedding for a small
   convolutional stem on the same token grid, for CPU-sized ViTs that learn too slowly from scratch.
 
