@@ -113,6 +113,59 @@ def test_a_list_of_prompts_is_an_ensemble_the_mean_of_their_embeddings(clip):
     assert torch.allclose(generator.text_features[3], single[0], atol=1e-5)  # one prompt: its own embedding
 
 
+def test_a_list_of_phrases_is_an_ensemble_over_phrases_and_prompts_and_its_first_is_written(clip):
+    prompts = ["a person {}.", "someone {}."]
+    bags = {"none": "without a bag", "backpack": ["carrying a backpack", "carrying a red backpack"]}
+    spec = load_attribute_spec({"groups": {"bag": {"candidates": bags, "prompt": prompts}}})
+    (group,) = spec.groups
+    assert group.candidates == {"none": "without a bag", "backpack": "carrying a backpack"}
+    assert group.phrases == {"none": ["without a bag"], "backpack": bags["backpack"]}
+    tokenizer = get_tokenizer(clip)
+    generator = PseudoTextGenerator(clip, tokenizer, spec)
+    texts = [p.format(b) for b in bags["backpack"] for p in prompts]  # 2 phrases × 2 prompts
+    with torch.no_grad():
+        each = torch.nn.functional.normalize(clip.encode_text(tokenizer(texts)), dim=-1)
+    mean = each.mean(0)
+    assert torch.allclose(generator.text_features[1], mean / mean.norm(), atol=1e-5)
+    assert not torch.allclose(
+        generator.text_features[1], (each[0] + each[1]) / (each[0] + each[1]).norm(), atol=1e-3
+    )
+    assert generator.captions(torch.tensor([[1], [0]])) == ["carrying a backpack", "without a bag"]
+    with pytest.raises(ConfigError, match=r"groups\.bag\.candidates\.backpack has an empty list"):
+        load_attribute_spec({"groups": {"bag": {"candidates": {"none": "x", "backpack": []}}}})
+
+
+def test_person_toyworlds_shape_phrases_are_phrased_as_its_captions_phrase_them():
+    """Every phrase scored for a bag or a hair length occurs in person-toyworld's captions (bag phrases carry
+    the bag's colour there; the colourless one is written into the sentence)."""
+    import numpy as np
+
+    from vlzoo.person.data import captions_for, draw_identities, part_captions_for
+
+    rng = np.random.default_rng(0)
+    text = " ".join(
+        c
+        for a, _ in draw_identities(800, seed=0)
+        for c in captions_for(a, rng) + part_captions_for(a, rng, 5)
+    )
+    groups = {g.name: g for g in person_toyworld_spec(phrase_ensembles=True).groups}
+    bag, hair = groups["bag"], groups["hair_length"]
+    assert bag.candidates == {
+        "none": "without a bag",
+        "backpack": "carrying a backpack",
+        "handbag": "carrying a handbag",
+    }
+    for value in ("backpack", "handbag"):
+        assert "carrying a red " + value in bag.phrases[value] and len(bag.phrases[value]) == 9
+        assert f"carrying a {value}" not in text  # the colourless phrase the single-phrase spec scores
+        assert all(p in text for p in bag.phrases[value][1:])
+    assert all(p in text for p in bag.phrases["none"])
+    assert all(f"with {p} hair" in text for v in ("short", "long") for p in hair.phrases[v])
+    single = {g.name: g for g in person_toyworld_spec().groups}  # the default: one phrase a candidate
+    assert single["bag"].phrases["backpack"] == ["carrying a backpack"]
+    assert single["bag"].candidates == bag.candidates
+
+
 def test_the_command_writes_one_caption_line_per_image(tmp_path: Path):
     images = tmp_path / "images"
     (images / "cam1").mkdir(parents=True)

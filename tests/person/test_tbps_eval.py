@@ -99,3 +99,16 @@ def test_through_the_console_script(person_toyworld: Path, tmp_path: Path, capsy
     printed = capsys.readouterr().out
     assert "Rank-1" in printed and "mINP" in printed and "AP: tbps" in printed
     assert (tmp_path / "tbps_queries.png").is_file()
+
+
+def test_family_rank1_counts_a_top_image_of_the_querys_family_as_a_hit():
+    """Gallery: pids 1, 2 (family a) and 3 (family b). Query 0 (pid 1) ranks pid 2 first: a family hit, not
+    an identity hit; query 1 (pid 3) ranks pid 1 first: neither; query 2 (pid 2) ranks its own image first."""
+    from vlzoo.person.demo import family_rank1
+    from vlzoo.person.evaluation import EncodedTBPS
+
+    images = torch.eye(3)
+    texts = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.0, 0.2], [0.0, 1.0, 0.0]])
+    encoded = EncodedTBPS(images, texts, torch.tensor([1, 2, 3]), torch.tensor([0, 2, 1]), ["q"] * 3, 0)
+    assert family_rank1(encoded, {1: "a", 2: "a", 3: "b"}) == pytest.approx(200 / 3)
+    assert family_rank1(encoded, {1: "a", 2: "b", 3: "c"}) == pytest.approx(100 / 3)  # = identity Rank-1

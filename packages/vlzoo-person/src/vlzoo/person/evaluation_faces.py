@@ -236,7 +236,7 @@ def evaluate_pseudo_text(
     out: str | Path | None = None,
     data_kind: str | None = None,
     data_dir: str | Path | None = None,
-    attributes: str | None = None,
+    attributes: str | Any | None = None,
     threshold: float | None = None,
     generate: Mapping[str, Any] | None = None,
     console: Console | None = None,
@@ -244,12 +244,21 @@ def evaluate_pseudo_text(
     """Attribute correctness of divide-conquer-combine captions on images with known attributes.
 
     `data`: person-toyworld (default spec: `person_toyworld_spec`) or any data whose samples carry the
-    attribute groups of the `attributes` YAML. Prints a table per group; with `out`, writes `metrics.json`
-    and `pseudo_captions.jsonl` (the generated caption of each image beside its known attributes).
+    attribute groups of the `attributes` YAML (or `PseudoTextSpec`). Prints a table per group; with `out`,
+    writes `metrics.json` and `pseudo_captions.jsonl` (the generated caption of each image beside its known
+    attributes).
     """
-    from vlzoo.person.pseudo_text import PseudoTextGenerator, load_attribute_spec, person_toyworld_spec
+    from vlzoo.person.pseudo_text import (
+        PseudoTextGenerator,
+        PseudoTextSpec,
+        load_attribute_spec,
+        person_toyworld_spec,
+    )
 
-    spec = load_attribute_spec(attributes) if attributes else person_toyworld_spec()
+    if not attributes:
+        spec = person_toyworld_spec()
+    else:
+        spec = attributes if isinstance(attributes, PseudoTextSpec) else load_attribute_spec(attributes)
     if threshold is not None:
         for group in spec.groups:
             group.threshold = threshold
