@@ -117,6 +117,9 @@ class ZooModule(L.LightningModule):
         lr, weight_decay, betas, eps: AdamW.
         tower_lr: learning rate per parameter-name prefix, e.g. `{"text": 1e-5}` to fine-tune the text
             tower gently.
+        fused: AdamW's fused kernel (torch's `fused=True`, CPU or CUDA): one pass over every parameter
+            instead of a loop of per-tensor ops; on the CPU it makes the step over a large token table
+            (CLIP's 49408 rows) about 10× cheaper.
         warmup_steps, min_lr_ratio: linear warmup then cosine decay to `lr * min_lr_ratio`.
         ema_decay: keep an exponential moving average of the weights (used for validation and export).
         compile: `torch.compile` the model.
@@ -137,6 +140,7 @@ class ZooModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.98),
         eps: float = 1e-6,
         tower_lr: dict[str, float] | None = None,
+        fused: bool = False,
         warmup_steps: int = 0,
         min_lr_ratio: float = 0.0,
         ema_decay: float | None = None,
@@ -211,7 +215,7 @@ class ZooModule(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         groups = param_groups(self.model, hp.weight_decay, hp.lr, hp.tower_lr)
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, fused=hp.fused)
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total <= 0:
             raise ConfigError(
