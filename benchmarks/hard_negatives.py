@@ -82,6 +82,7 @@ import argparse
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -330,6 +331,13 @@ def run_mode(
     }
 
 
+def print_by_change(rows: list[dict[str, Any]], cell: Callable[[dict[str, float]], str]) -> None:
+    """One line per run: each change type's figures (`scores_by_change`) as `cell` writes them."""
+    for row in rows:
+        parts = [f"{change} {cell(s)}" for change, s in row["by_change"].items() if change != "all"]
+        print(f"  {row['mode']}: " + " · ".join(parts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=TOYWORLD_DEMO.epochs)
@@ -417,21 +425,11 @@ def main() -> None:
         )
     print("test split (val R@1: the validation split, what settings were chosen on); to distractor: captions")
     print("whose first image is their image's distractor. By change (pairs; text / image / group; R@1):")
-    for row in rows:
-        parts = [
-            f"{change} ({s['pairs']}): {' / '.join(f'{s[k]:.0f}' for k in SCORES)}; {s['R@1']:.0f}"
-            for change, s in row["by_change"].items()
-            if change != "all"
-        ]
-        print(f"  {row['mode']}: " + " · ".join(parts))
+    print_by_change(
+        rows, lambda s: f"({s['pairs']}): {' / '.join(f'{s[k]:.0f}' for k in SCORES)}; {s['R@1']:.0f}"
+    )
     print("mean cosine of a pair's two images / of a caption of one with a caption of the other, by change:")
-    for row in rows:
-        parts = [
-            f"{change} {s['image_cos']:.3f} / {s['caption_cos']:.3f}"
-            for change, s in row["by_change"].items()
-            if change != "all"
-        ]
-        print(f"  {row['mode']}: " + " · ".join(parts))
+    print_by_change(rows, lambda s: f"{s['image_cos']:.3f} / {s['caption_cos']:.3f}")
     print("chance: R@1 0.5, text 25.0, image 25.0, group 16.7; goal: R@1 >= 75, group >= 50")
     print("text tower, mean cosine of a test caption with its direction word flipped / its objects swapped:")
     for row in rows:
