@@ -58,12 +58,11 @@ def test_demo_beats_chance_and_colours_and_writes_its_report(tmp_path):
     assert pairs["pairs"] == TOYWORLD_DEMO.generate["n_test"] // 2
     assert saved["pair_scores_chance"]["group_score"] == pytest.approx(100 / 6)
     assert pairs["group_score"] <= min(pairs["text_score"], pairs["image_score"])
-    # hard-negative batches, max-pooled patches, a sine-cosine position start and a 2 × 128 text tower: far
-    # past chance and past the class-token model's plain batches (R@1 49 %, group 36 % before);
-    # benchmarks/hard_negatives.py measured 70.6 % and 58 % at 24 epochs (training seeds 1-3: 65.8-73.4 %
-    # and 49-57 %)
-    assert pairs["group_score"] >= 2.5 * saved["pair_scores_chance"]["group_score"], pairs
-    assert r1 >= 62.0, result.metrics
+    # the goals (R@1 >= 75 %, group >= 50 %): benchmarks/hard_negatives.py measured 85.0 % and 80 % for
+    # training seed 0 and 80.5-88.0 % and 73-85 % over seeds 0-3, with the ViT's convolutional stem (70.6 % and
+    # 58 % with its linear patch embedding)
+    assert pairs["group_score"] >= 50.0, pairs
+    assert r1 >= 75.0, result.metrics
     for plot in ("recall_curves.png", "similarity_heatmap.png", "query_grid.png"):
         with Image.open(out / plot) as image:
             assert image.size[0] > 100 and image.size[1] > 100

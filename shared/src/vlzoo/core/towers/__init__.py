@@ -26,7 +26,13 @@ from vlzoo.core.towers.text import (
     hf_encoder_config,
 )
 from vlzoo.core.towers.tokenizers import ClipTokenizer, HFTokenizer, TokenizedText
-from vlzoo.core.towers.vision import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VisionTower, VisionTowerConfig
+from vlzoo.core.towers.vision import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    VisionTower,
+    VisionTowerConfig,
+    conv_stem,
+)
 
 __all__ = [
     "BERT_BASE_CONFIG",
@@ -47,6 +53,7 @@ __all__ = [
     "build_hf_encoder",
     "build_tokenizer",
     "causal_lm_config",
+    "conv_stem",
     "encoder_layers",
     "hf_encoder_config",
     "is_structure_only",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,11 @@ class VisionTowerConfig:
     # "sincos": start a ViT's learned position embedding from the 2-D sine-cosine table (MAE, MoCo v3) instead
     # of timm's N(0, 0.02), which is drowned by the patch embeddings at init; None keeps timm's init
     pos_embed_init: str | None = None
+    # "conv": a ViT's linear patch embedding replaced by stride-2 3×3 conv-BN-ReLU stages down to the same
+    # patch grid ("Early Convolutions Help Transformers See Better", Xiao et al. 2021): a tiny ViT trained from
+    # scratch on small images sees shapes that straddle its patches sooner; "patch" keeps timm's
+    stem: str = "patch"
+    stem_width: int = 16  # the conv stem's first stage's channels, doubling per stage
     timm_pretrained: bool = False  # start from timm's own pretrained weights (hub download)
     mean: tuple[float, ...] = OPENAI_CLIP_MEAN
     std: tuple[float, ...] = OPENAI_CLIP_STD
@@ -69,6 +75,7 @@ class VisionTower(nn.Module):
         if cfg.drop_path_rate:
             kwargs["drop_path_rate"] = cfg.drop_path_rate
         kwargs.update(cfg.timm_kwargs)
+        kwargs.update(_stem_kwargs(cfg, image_hw(cfg.image_size), kwargs))
         num_classes = embed_dim if cfg.head == "timm" else 0
         self.image_hw = image_hw(cfg.image_size)
         self.trunk = _create_trunk(
@@ -151,6 +158,48 @@ def _fixed_input_size(trunk: nn.Module) -> tuple[int, int] | None:
         return None
     size = getattr(patch_embed, "img_size", None)
     return tuple(size) if size is not None else None
+
+
+def conv_stem(patch_size: int | Sequence[int], image_hw: tuple[int, int], width: int = 16) -> dict[str, Any]:
+    """timm ViT arguments for a convolutional stem ("Early Convolutions Help Transformers See Better", Xiao et
+    al. 2021): stride-2 3×3 conv-BN-ReLU stages (`width` channels, doubling) down to the grid of
+    `patch_size` patches, then timm's `HybridEmbed` (a 1×1 projection to the ViT's width). Tokens, position
+    table and everything after them keep their shapes; a side already done gets stride 1."""
+    from timm.layers import ConvNormAct, HybridEmbed
+
+    patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    stages = [side.bit_length() - 1 for side in patch]
+    if any(1 << n != side for n, side in zip(stages, patch)):
+        raise ConfigError(f"a conv stem halves the image per stage: patch size {patch} must be powers of 2")
+    layers, channels = [], 3
+    for i in range(max(stages)):
+        stride = tuple(2 if i < n else 1 for n in stages)
+        layers.append(ConvNormAct(channels, width * 2**i, 3, stride=stride))
+        channels = width * 2**i
+    stem = nn.Sequential(*layers)
+    stem.num_features = channels  # HybridEmbed's feature_dim: with the grid given, it runs no probe forward
+    grid = tuple(side // p for side, p in zip(image_hw, patch))
+    embed = functools.partial(HybridEmbed, backbone=stem, feature_size=grid, feature_ratio=patch)
+    return {"patch_size": 1, "embed_layer": embed}
+
+
+def _stem_kwargs(
+    cfg: VisionTowerConfig, image_hw: tuple[int, int], timm_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """timm arguments for `cfg.stem`: none for ViT's own patch embedding, `conv_stem`'s for "conv" on the
+    patch size given in `timm_kwargs`, else the architecture's own (read off a weightless build)."""
+    if cfg.stem == "patch":
+        return {}
+    if cfg.stem != "conv":
+        raise ConfigError(f"vision.stem must be 'patch' or 'conv', got {cfg.stem!r}")
+    patch = timm_kwargs.get("patch_size")
+    if patch is None:
+        with torch.device("meta"):
+            probe = _create_trunk(cfg.timm_model, image_hw, **timm_kwargs)
+        patch = getattr(getattr(probe, "patch_embed", None), "patch_size", None)
+        if patch is None:
+            raise ConfigError(f"vision.stem='conv' needs a ViT; {cfg.timm_model!r} has no patch embedding")
+    return conv_stem(patch, image_hw, cfg.stem_width)
 
 
 def init_position_embedding(trunk: nn.Module, kind: str) -> None:
