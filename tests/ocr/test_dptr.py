@@ -253,3 +253,35 @@ def test_fmu_query_scale_decides_whether_its_attention_starts_uniform(std: float
     assert peak < 1.1 if std == 0.02 else peak > 2.0
     assert create_model("dptr-parseq-tiny", stage="finetune").fmu.queries.std().item() < 0.03  # the default
     assert create_model("dptr-parseq-tiny", fmu_query_std=1.0).fmu.queries.std().item() > 0.8
+
+
+def test_clip_encoder_is_the_clip_image_tower_on_the_squashed_crop(tiny_clip: Path):
+    """`encoder="clip"`: the fine-tuning encoder starts as the text memory's CLIP image tower (its weights
+    loaded), reads the crop squashed to the CLIP's 64×64 square and hands the FMU the projected class and
+    patch tokens, the features an ORP bank holds; it trains with the rest; other encoders are refused."""
+    from vlzoo.core import get_transforms
+    from vlzoo.ocr.dptr import clip_image_tokens
+
+    torch.manual_seed(3)  # a fresh draw: the tower must come from the file, not from the seed
+    model = create_model("dptr-parseq-tiny", stage="finetune", encoder="clip", clip_pretrained=str(tiny_clip))
+    clip = create_model("clip-vit-tiny", pretrained=tiny_clip).eval()
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(clip.visual.state_dict().values(), model.encoder.visual.state_dict().values())
+    )
+    model.eval()
+    crop = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 128, 3), dtype=np.uint8))
+    images = model.config.transform(train=False)(crop)[None]  # the crop as DPTR reads it, 32×128
+    square = get_transforms(clip, train=False)(crop.resize((64, 64), Image.BILINEAR))[None]
+    with torch.no_grad():
+        tokens = model.encoder.forward_features(images)
+        expected = clip_image_tokens(clip, square)
+    assert tokens.shape == expected.shape == (1, 1 + 64, 64)
+    # PIL's bilinear and torch's antialiased bilinear differ by a few grey levels
+    assert torch.nn.functional.cosine_similarity(tokens, expected, dim=-1).min() > 0.98
+    assert model.visual_memory(images).shape == (1, 17, 64)
+    model.train()
+    model({"image": images.expand(2, -1, -1, -1), "text": ["ab", "cd"]})["loss"].backward()
+    assert model.encoder.visual.trunk.patch_embed.proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="encoder must be one of"):
+        create_model("dptr-parseq-tiny", encoder="resnet")

@@ -165,3 +165,31 @@ def test_group_accuracy_scores_each_group_on_its_own_members():
     assert group_accuracy(predictions, labels, groups) == {"all": 50.0, "seen": 100.0, "unseen": 0.0}
     empty = group_accuracy(predictions, labels, {"none": [False] * 4})
     assert empty["all"] == 50.0 and empty["none"] != empty["none"]  # NaN: no member
+
+
+@pytest.mark.slow
+def test_the_clip_can_train_on_its_own_renders_and_every_arm_shares_its_encoder(tmp_path: Path):
+    """`clip_crops`: the stage-1 CLIP trains on other renders of the train crops' words, not on the crops
+    the recognizer fine-tunes on; `arm_overrides(encoder="clip")` starts every arm from that CLIP's image
+    tower, and only the decoder's pre-training differs between the arms."""
+    from vlzoo.ocr.data.crops import WordCrops
+    from vlzoo.ocr.demo_recognition import RECOGNITION_DEMO, arm_overrides, pretrain_stages
+
+    settings = {
+        **RECOGNITION_DEMO,
+        **{"n_train": 16, "n_test": 4, "lexicon": 20, "seen_words": 4, "text": "lexicon"},
+        **{"clip_steps": 1, "pretrain_steps": 1, "batch": 8, "clip_crops": 12},
+    }
+    stages = pretrain_stages(tmp_path, settings, log=lambda line: None)
+    train = WordCrops(stages["words"] / "train" / "labels.txt")
+    (own_dir,) = tmp_path.glob("clip-crops-*")
+    own = WordCrops(own_dir / "train" / "labels.txt")
+    assert len(own) == 12 and set(own.labels) <= set(train.labels) == set(stages["lexicon"][:4])
+    rendered = {np.asarray(train[i]["image"]).tobytes() for i in range(len(train))}
+    assert not any(np.asarray(own[i]["image"]).tobytes() in rendered for i in range(len(own)))
+    assert stages["clip"].is_file() and "own12" in stages["clip"].parent.name
+    arms = arm_overrides(stages["pretrained"], stages["clip"], "clip")
+    assert {arm["clip_pretrained"] for arm in arms.values()} == {str(stages["clip"])}
+    assert {arm["encoder"] for arm in arms.values()} == {"clip"}
+    assert "pretrained_decoder" not in arms["scratch"] and arms["frozen-decoder"]["freeze_decoder"]
+    assert arm_overrides(stages["pretrained"], stages["clip"])["scratch"] == {"encoder": "vit"}

@@ -32,6 +32,7 @@ from vlzoo.ocr.metrics_recognition import recognition_metrics
 
 __all__ = [
     "RECOGNITION_DEMO",
+    "arm_overrides",
     "group_accuracy",
     "lexicon_labels",
     "memory_swap_check",
@@ -58,6 +59,10 @@ RECOGNITION_DEMO = {
     # clip-vit-tiny's contrastive loss sits at chance (ln 64) for its first ~150 steps on these crops; by 400
     # it is at 2.5 and retrieves a train crop's word 16% of the time among 84 (chance 1.2%)
     "clip_steps": 400,
+    # 0: the CLIP trains on the fine-tuning crops; N: on N other renders of their words (its own image-text
+    # data, as a real CLIP's is not the recognizer's; trained on the fine-tuning crops a tiny CLIP learns
+    # them by heart: crop -> prompt retrieval 86% on them, 8% on test crops of the same words)
+    "clip_crops": 0,
     "pretrain_steps": 400,
     "steps": 300,
     "eval_every": 50,
@@ -65,6 +70,9 @@ RECOGNITION_DEMO = {
     "lr": 2e-3,
     # the fine-tuning ViT's stem (`vlzoo.ocr.dptr.STEMS`): "patch" is the paper's linear patch embedding
     "stem": "patch",
+    # the fine-tuning encoder (`vlzoo.ocr.dptr.ENCODERS`): "vit" starts fresh (the official fine-tuning);
+    # "clip" is stage 1's CLIP image tower, the same start for every arm
+    "encoder": "vit",
     "fmu_query_std": 0.02,  # `DPTRConfig.fmu_query_std`: the FMU queries' initial scale
     "parallel": False,  # the three fine-tuning runs in three processes (one thread each)
     # DPTR's premise at toy scale (0 = off): a `generated_lexicon` of this many made-up words is the text
@@ -201,6 +209,18 @@ def _finetune_arm(
     curve = _fit(model, images, targets, test, s["steps"], s["batch"], s["lr"], s["eval_every"], name, log)
     save(model, Path(out) / f"dptr-finetune-{name}" / "model.safetensors")
     return curve, time.perf_counter() - start
+
+
+def arm_overrides(pretrained: Path, clip: Path, encoder: str = "vit") -> dict[str, dict[str, Any]]:
+    """The fine-tuning arms' model settings: the decoder pre-trained on text only (`pretrained`), the same
+    model from scratch (`scratch`), the pre-trained decoder frozen (`frozen-decoder`); with `encoder="clip"`
+    every arm's encoder starts from the stage-1 CLIP's image tower (`clip`), so only the decoder differs."""
+    shared = {"encoder": encoder, **({"clip_pretrained": str(clip)} if encoder == "clip" else {})}
+    return {
+        "pretrained": {**shared, "pretrained_decoder": str(pretrained)},
+        "scratch": shared,
+        "frozen-decoder": {**shared, "pretrained_decoder": str(pretrained), "freeze_decoder": True},
+    }
 
 
 def seen_groups(train: WordCrops, test: WordCrops) -> dict[str, list[bool]]:
@@ -367,10 +387,28 @@ def pretrain_stages(out: Path, s: dict[str, Any], log: Callable[[str], None] = p
             label_lists=label_lists,
         )
     train_crops = WordCrops(labels_file)
-    # the CLIP depends only on the crops and its steps: a rerun under the same `out` reuses it
-    clip_path = out / f"clip-{words.name}-{s['clip_steps']}-{s['batch']}" / "model.safetensors"
+    clip_crops, clip_data = train_crops, words.name
+    if s["clip_crops"]:  # the CLIP's own image-text data: other renders of the train crops' words
+        clip_data = f"{words.name}-own{s['clip_crops']}"
+        clip_words = out / f"clip-crops-{clip_data}"
+        if not (clip_words / "train" / "labels.txt").is_file():
+            own = (
+                lexicon_labels(s["lexicon"], s["seen_words"], s["clip_crops"], 1)[1] if s["lexicon"] else None
+            )
+            write_ocr_words(
+                clip_words,
+                n_train=s["clip_crops"],
+                n_test=0,
+                seed=1,
+                style=s["style"],
+                labels=s["labels"],
+                label_lists=own,
+            )
+        clip_crops = WordCrops(clip_words / "train" / "labels.txt")
+    # the CLIP depends only on its crops and steps: a rerun under the same `out` reuses it
+    clip_path = out / f"clip-{clip_data}-{s['clip_steps']}-{s['batch']}" / "model.safetensors"
     if not clip_path.is_file():
-        save(train_word_clip(train_crops, s["clip_steps"], s["batch"], log), clip_path)
+        save(train_word_clip(clip_crops, s["clip_steps"], s["batch"], log), clip_path)
     seconds["clip"] = time.perf_counter() - start
 
     log("2. ORP bank: the CLIP's image tokens of 100 text-free backgrounds")
@@ -416,6 +454,7 @@ def pretrain_stages(out: Path, s: dict[str, Any], log: Callable[[str], None] = p
 
     return {
         "words": words,
+        "clip": clip_path,
         "pretrained": pre_path,
         "model": pre,
         "test_labels": test_labels,
@@ -443,11 +482,7 @@ def run_recognition_demo(
     swapped = stages["swapped"]
 
     log("4. fine-tuning on the crops: the same steps, batches and learning rate for every run")
-    overrides = {
-        "pretrained": {"pretrained_decoder": str(pre_path)},
-        "scratch": {},
-        "frozen-decoder": {"pretrained_decoder": str(pre_path), "freeze_decoder": True},
-    }
+    overrides = arm_overrides(pre_path, stages["clip"], s["encoder"])
     jobs = [(name, overrides[name], str(words), s, str(out)) for name in ARMS]
     if s["parallel"]:
         import multiprocessing
@@ -464,7 +499,7 @@ def run_recognition_demo(
     from vlzoo.ocr.evaluation_recognition import evaluate_recognition  # rich and matplotlib: imported late
 
     report = evaluate_recognition(
-        create_model("dptr-parseq-tiny", pretrained=finetuned, stem=s["stem"]),
+        create_model("dptr-parseq-tiny", pretrained=finetuned, stem=s["stem"], encoder=s["encoder"]),
         data=str(words / "test" / "labels.txt"),
         workers=0,
         out=out / "report",

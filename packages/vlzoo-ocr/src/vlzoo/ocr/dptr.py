@@ -36,6 +36,14 @@ Paper → code:
   from the image: ViT + FMU, whose one cross-attention starts out pooling every ViT token alike.
   `stem="conv"` (not in the paper; `STEMS`) swaps the ViT's linear patch embedding for a small
   convolutional stem on the same token grid, for CPU-sized ViTs that learn too slowly from scratch.
+  `encoder="clip"` (not the official fine-tuning; `ENCODERS`) starts the encoder from the image tower of
+  the CLIP whose text memory the decoder read (`clip_model`, `clip_pretrained`): the crop squashed to the
+  CLIP's square, its projected class and patch tokens (`ln_post(x) @ proj`, as the ORP bank's) into the
+  FMU. DPTR's premise is that CLIP puts images and text in one space; with it, the pre-trained and the
+  scratch decoder share one pre-trained encoder and differ only in the decoder's text-only pre-training.
+  On the CPU this is where the text-only pre-training shows through images: with that CLIP trained on
+  its own renders of the seen words, 12.0% of ocr-words test crops read after 300 steps against 6.0% from
+  scratch (`benchmarks/ocr_dptr_transfer.py --encoder clip --clip-crops 5000`, its docstring).
 
 Validation (`validation_metrics`, logged by the core's `ZooModule` as `val/accuracy`, `val/one_minus_ned`):
 word accuracy and 1-NED on the 36-character charset as PARSeq and OpenOCR's `RecMetric(is_filter=True)`
@@ -49,7 +57,6 @@ fine-tuning model as it is.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +74,7 @@ from vlzoo.core import (
     get_tokenizer,
     get_transforms,
     register_model,
+    towers,
 )
 from vlzoo.core.towers import is_structure_only, loads_pretrained
 from vlzoo.core.weights import load_checked, load_state_dict
@@ -77,8 +85,10 @@ from vlzoo.ocr.parseq import ParseqConfig, ParseqDecoder
 
 __all__ = [
     "DPTR",
+    "ENCODERS",
     "STAGES",
     "STEMS",
+    "ClipImageEncoder",
     "DPTRConfig",
     "FeatureMergeUnit",
     "clip_image_tokens",
@@ -111,6 +121,8 @@ class DPTRConfig:
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
     image_size: tuple[int, int] = (32, 128)
     patch_size: tuple[int, int] = (4, 8)
+    # `ENCODERS`: "vit" (a fresh timm ViT, the official fine-tuning) or "clip" (`clip_model`'s image tower)
+    encoder: str = "vit"
     stem: str = "patch"  # `STEMS`: "patch" (ViT's linear patch embedding, the paper's) or "conv"
     stem_width: int = 16  # channels of the conv stem's first stage (doubling per stage)
     timm_pretrained: bool = False
@@ -152,28 +164,63 @@ def conv_stem(cfg: DPTRConfig) -> dict[str, Any]:
     Not in the paper, whose ViT-S learns from millions of crops. On the CPU, a linear word classifier on
     the tiny ViT's tokens reads 89% of ocr-words test crops after 150 steps with this stem, 38% with the
     patch stem (`benchmarks/ocr_dptr_transfer.py --encoder-probe`)."""
-    from timm.layers import ConvNormAct, HybridEmbed
-
-    stages = [int(side).bit_length() - 1 for side in cfg.patch_size]
-    if any(1 << n != side for n, side in zip(stages, cfg.patch_size)):
-        raise ConfigError(
-            f"the conv stem downsamples by 2 per stage: patch_size {cfg.patch_size} must be powers of 2"
-        )
-    layers, width = [], 3
-    for i in range(max(stages)):
-        stride = tuple(2 if i < n else 1 for n in stages)
-        layers.append(ConvNormAct(width, cfg.stem_width * 2**i, 3, stride=stride))
-        width = cfg.stem_width * 2**i
-    stem = nn.Sequential(*layers)
-    stem.num_features = width  # HybridEmbed's feature_dim: given with the grid, it runs no probe forward
-    grid = tuple(size // side for size, side in zip(cfg.image_size, cfg.patch_size))
-    embed = functools.partial(
-        HybridEmbed, backbone=stem, feature_size=grid, feature_ratio=tuple(cfg.patch_size)
-    )
-    return {"patch_size": 1, "embed_layer": embed}
+    return towers.conv_stem(cfg.patch_size, tuple(cfg.image_size), cfg.stem_width)
 
 
 STEMS = {"patch": patch_stem, "conv": conv_stem}
+
+
+# the crops' normalization (`str_transform`'s default, PARSeq's): undone before a CLIP's own
+CROP_MEAN, CROP_STD = 0.5, 0.5
+
+
+def vit_encoder(cfg: DPTRConfig) -> nn.Module:
+    """A timm ViT on the crop (PARSeq's, no class token), fresh unless `timm_pretrained`: the official
+    fine-tuning's encoder."""
+    return timm.create_model(
+        cfg.timm_model,
+        pretrained=loads_pretrained(cfg.timm_pretrained),
+        img_size=tuple(cfg.image_size),
+        num_classes=0,
+        global_pool="",
+        class_token=False,
+        **STEMS[cfg.stem](cfg),
+        **cfg.timm_kwargs,
+    )
+
+
+class ClipImageEncoder(nn.Module):
+    """A CLIP's image tower as DPTR's visual encoder: the crop squashed to the CLIP's square input (as the
+    CLIP saw word crops when it was trained on them), its projected class and patch tokens
+    `[B, 1 + N, D]` (`ln_post(x) @ proj` of every token, the features the ORP bank holds)."""
+
+    def __init__(self, clip: nn.Module):
+        super().__init__()
+        self.visual = clip.visual
+        vision = clip.config.vision
+        self.register_buffer("mean", torch.tensor(vision.mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(vision.std).view(3, 1, 1), persistent=False)
+        self.num_features = self.visual.output_dim
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = images * CROP_STD + CROP_MEAN
+        square = nn.functional.interpolate(
+            pixels, size=self.visual.image_hw, mode="bilinear", antialias=True, align_corners=False
+        )
+        tokens, pooled = self.visual.forward_tokens((square - self.mean) / self.std)
+        return torch.cat([self.visual.head(pooled).unsqueeze(1), self.visual.head(tokens)], dim=1)
+
+
+def clip_encoder(cfg: DPTRConfig) -> nn.Module:
+    """The image tower of `clip_model`, loaded from `clip_pretrained` when fine-tuning: the CLIP whose text
+    memory the decoder was pre-trained on (not the official fine-tuning, whose ViT starts fresh)."""
+    fine_tuning = cfg.stage == "finetune" and not is_structure_only()
+    return ClipImageEncoder(
+        create_model(cfg.clip_model, pretrained=cfg.clip_pretrained if fine_tuning else None)
+    )
+
+
+ENCODERS = {"vit": vit_encoder, "clip": clip_encoder}
 
 
 class FeatureMergeUnit(nn.Module):
@@ -222,16 +269,9 @@ class DPTR(nn.Module):
         dim = cfg.decoder.embed_dim
         if cfg.stem not in STEMS:
             raise ConfigError(f"dptr stem must be one of {sorted(STEMS)}, got {cfg.stem!r}")
-        self.encoder = timm.create_model(
-            cfg.timm_model,
-            pretrained=loads_pretrained(cfg.timm_pretrained),
-            img_size=tuple(cfg.image_size),
-            num_classes=0,
-            global_pool="",
-            class_token=False,
-            **STEMS[cfg.stem](cfg),
-            **cfg.timm_kwargs,
-        )
+        if cfg.encoder not in ENCODERS:
+            raise ConfigError(f"dptr encoder must be one of {sorted(ENCODERS)}, got {cfg.encoder!r}")
+        self.encoder = ENCODERS[cfg.encoder](cfg)
         self.fmu = FeatureMergeUnit(
             dim,
             self.encoder.num_features,
