@@ -63,10 +63,12 @@ class PersonDemo:
             "seed": 0,
         }
     )
-    # 12 epochs = 960 steps of 8 identities × 4 images. Measured 2026-11-30, seeds 0-2 (`python
-    # benchmarks/person_plip_ablation.py --modes plip clip --seeds S`, one seed a process): Rank-1 15.5 ± 6.4%
-    # (22.4 with the demo's seed 0, 9.9, 14.2), mAP 22.7 vs the colours-only matcher's 12.5% Rank-1, chance
-    # 2.5%, and plain CLIP training on the same batches 10.2 ± 2.5% (12.5, 7.6, 10.4), mAP 16.2
+    # 12 epochs = 960 steps of 8 identities × 4 images. Measured 2026-11-30 with plip-tiny's four-stage
+    # tower and mean-pooled text (`python benchmarks/person_plip_ablation.py --n-train 640 --epochs 12 --modes
+    # plip clip --seeds S --workers 0`, one seed a process, under load): Rank-1 19.5, 14.2, 6.0 for seeds 0-2
+    # (the demo runs seed 0) vs the colours-only matcher's 12.5%, chance 2.5%, and plain CLIP training on the
+    # same batches 12.6, 11.6, 8.6. With the earlier three-stage tower and [CLS] text: 22.4, 9.9, 14.2
+    # against CLIP's 12.5, 7.6, 10.4
     epochs: int = 12
     batch_size: int = 32
     per_identity: int = 4  # K of the P×K batches: PLIP's identity contrast needs several images of a person
