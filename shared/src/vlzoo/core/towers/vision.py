@@ -75,9 +75,9 @@ class VisionTower(nn.Module):
         if cfg.drop_path_rate:
             kwargs["drop_path_rate"] = cfg.drop_path_rate
         kwargs.update(cfg.timm_kwargs)
-        kwargs.update(_stem_kwargs(cfg, image_hw(cfg.image_size), kwargs))
-        num_classes = embed_dim if cfg.head == "timm" else 0
         self.image_hw = image_hw(cfg.image_size)
+        kwargs.update(_stem_kwargs(cfg, self.image_hw, kwargs))
+        num_classes = embed_dim if cfg.head == "timm" else 0
         self.trunk = _create_trunk(
             cfg.timm_model,
             self.image_hw,
