@@ -110,8 +110,14 @@ from vlzoo.core.eval import eval_loader
 from vlzoo.core.lightning_cli import run_lightning_cli
 from vlzoo.person.cli import DEFAULTS, PROG
 from vlzoo.person.data import read_tbps_entries
-from vlzoo.person.demo import PERSON_DEMO, colours_only_baseline, family_rank1, run_person_demo
-from vlzoo.person.evaluation import EncodedTBPS, encode_tbps
+from vlzoo.person.demo import (
+    PERSON_DEMO,
+    colours_only_baseline,
+    family_rank1,
+    run_person_demo,
+    within_family_rank1,
+)
+from vlzoo.person.evaluation import encode_tbps
 
 RECIPE = Path(__file__).resolve().parents[1] / "zoo_configs" / "person" / "plip-tiny.yaml"
 
@@ -132,17 +138,6 @@ QUIET = {
     "trainer.limit_val_batches": 0,
     "model.export_weights": False,
 }
-
-
-def within_family_rank1(encoded: EncodedTBPS, family_of: dict[int, str]) -> float:
-    """Rank-1 (%) when each query ranks only its own family's images: how well a model tells near
-    neighbours apart, whatever it does with the colours (chance: one over the family's size)."""
-    names = {f: i for i, f in enumerate(dict.fromkeys(family_of.values()))}
-    family = torch.tensor([names[family_of[int(p)]] for p in encoded.image_pids.tolist()])
-    query_family = family[encoded.text_to_image.cpu()]
-    scores = (encoded.text_features.float() @ encoded.image_features.float().T).cpu()
-    top = scores.masked_fill(family[None, :] != query_family[:, None], float("-inf")).argmax(1)
-    return float(100.0 * (encoded.image_pids[top] == encoded.query_pids.cpu()).float().mean())
 
 
 def fit_recipe_mode(mode: str, seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:

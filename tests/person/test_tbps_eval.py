@@ -112,3 +112,17 @@ def test_family_rank1_counts_a_top_image_of_the_querys_family_as_a_hit():
     encoded = EncodedTBPS(images, texts, torch.tensor([1, 2, 3]), torch.tensor([0, 2, 1]), ["q"] * 3, 0)
     assert family_rank1(encoded, {1: "a", 2: "a", 3: "b"}) == pytest.approx(200 / 3)
     assert family_rank1(encoded, {1: "a", 2: "b", 3: "c"}) == pytest.approx(100 / 3)  # = identity Rank-1
+
+
+def test_within_family_rank1_ranks_only_the_querys_family():
+    """The gallery and queries above. Query 0 (pid 1, family a) still ranks pid 2 first: a miss; query 1
+    (pid 3, family b) ranks pid 1 first overall, but only its own image is in family b: a hit; query 2 (pid 2)
+    ranks its own image first: a hit. With every pid its own family each query has one candidate, its own."""
+    from vlzoo.person.demo import within_family_rank1
+    from vlzoo.person.evaluation import EncodedTBPS
+
+    images = torch.eye(3)
+    texts = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.0, 0.2], [0.0, 1.0, 0.0]])
+    encoded = EncodedTBPS(images, texts, torch.tensor([1, 2, 3]), torch.tensor([0, 2, 1]), ["q"] * 3, 0)
+    assert within_family_rank1(encoded, {1: "a", 2: "a", 3: "b"}) == pytest.approx(200 / 3)
+    assert within_family_rank1(encoded, {1: "a", 2: "b", 3: "c"}) == pytest.approx(100.0)

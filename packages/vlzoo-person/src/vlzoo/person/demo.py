@@ -42,6 +42,7 @@ __all__ = [
     "colours_only_baseline",
     "family_rank1",
     "run_person_demo",
+    "within_family_rank1",
 ]
 
 
@@ -124,10 +125,26 @@ def family_rank1(encoded: EncodedTBPS, family_of: Mapping[int, str]) -> float:
     (`family_of`: pid → family). The colours-only matcher always gets the family right (a family's members
     share their colours) and is at chance within it; this figure says which half a model lacks: the
     colours (family Rank-1 well under 100) or the parts (family Rank-1 near 100, Rank-1 near 1/family size)."""
+    family, query_family, scores = _family_scores(encoded, family_of)
+    return float(100.0 * (family[scores.argmax(1)] == query_family).float().mean())
+
+
+def within_family_rank1(encoded: EncodedTBPS, family_of: Mapping[int, str]) -> float:
+    """Text→image Rank-1 (%) when each query ranks only its own family's images: how well a model tells near
+    neighbours apart, whatever it does with the colours (chance: one over the family's size)."""
+    family, query_family, scores = _family_scores(encoded, family_of)
+    top = scores.masked_fill(family[None, :] != query_family[:, None], float("-inf")).argmax(1)
+    return float(100.0 * (encoded.image_pids.cpu()[top] == encoded.query_pids.cpu()).float().mean())
+
+
+def _family_scores(
+    encoded: EncodedTBPS, family_of: Mapping[int, str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(each gallery image's family index, each query's, the query × gallery similarities)."""
     names = {f: i for i, f in enumerate(dict.fromkeys(family_of.values()))}
     family = torch.tensor([names[family_of[int(p)]] for p in encoded.image_pids.tolist()])
-    top = (encoded.text_features.float() @ encoded.image_features.float().T).argmax(1).cpu()
-    return float(100.0 * (family[top] == family[encoded.text_to_image.cpu()]).float().mean())
+    scores = (encoded.text_features.float() @ encoded.image_features.float().T).cpu()
+    return family, family[encoded.text_to_image.cpu()], scores
 
 
 def _fit(spec: PersonDemo, data_dir: Path, run_dir: Path) -> ZooModule:
