@@ -33,6 +33,9 @@ from vlzoo.ocr.metrics_recognition import recognition_metrics
 __all__ = [
     "RECOGNITION_DEMO",
     "arm_overrides",
+    "clip_inputs",
+    "finetune_arm",
+    "finetune_arms",
     "group_accuracy",
     "lexicon_labels",
     "memory_swap_check",
@@ -63,6 +66,10 @@ RECOGNITION_DEMO = {
     # data, as a real CLIP's is not the recognizer's; trained on the fine-tuning crops a tiny CLIP learns
     # them by heart: crop -> prompt retrieval 86% on them, 8% on test crops of the same words)
     "clip_crops": 0,
+    # the stage-1 CLIP: "clip-vit-tiny" (linear 8x8 patches) or "word-clip-tiny" (the same with a conv stem:
+    # held-out crop -> prompt retrieval 25% against 9% after 1000 steps; `vlzoo.ocr.dptr.word_clip_tiny`)
+    "clip_model": "clip-vit-tiny",
+    "clip_lr": 1e-3,
     "pretrain_steps": 400,
     "steps": 300,
     "eval_every": 50,
@@ -74,6 +81,7 @@ RECOGNITION_DEMO = {
     # "clip" is stage 1's CLIP image tower, the same start for every arm
     "encoder": "vit",
     "fmu_query_std": 0.02,  # `DPTRConfig.fmu_query_std`: the FMU queries' initial scale
+    "seed": 1,  # the fine-tunes' ViT/FMU initialization and batches (the same in every arm)
     "parallel": False,  # the three fine-tuning runs in three processes (one thread each)
     # DPTR's premise at toy scale (0 = off): a `generated_lexicon` of this many made-up words is the text
     # corpus (`text="lexicon"` pre-trains on all of it); the train crops spell only its first `seen_words`;
@@ -91,23 +99,19 @@ def _crops_tensor(crops: WordCrops, transform: Callable) -> torch.Tensor:
 
 
 def train_word_clip(
-    crops: WordCrops, steps: int, batch: int, log: Callable[[str], None] = print
+    crops: WordCrops,
+    steps: int,
+    batch: int,
+    log: Callable[[str], None] = print,
+    model: str = "clip-vit-tiny",
+    lr: float = 1e-3,
 ) -> nn.Module:
-    """clip-vit-tiny trained contrastively on word crops (squashed to its square input: a crop would cut
-    the word's ends off) and their prompts `a photo of a '<word>'`."""
+    """A tiny CLIP (`model`) trained contrastively on word crops (squashed to its input size: a crop cut to
+    its square would lose the word's ends) and their prompts `a photo of a '<word>'`."""
     torch.manual_seed(0)
-    clip = create_model("clip-vit-tiny")
-    cfg = clip.config.vision
-    arrays = [
-        cv2.resize(
-            np.asarray(crops[i]["image"]), (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA
-        )
-        for i in range(len(crops))
-    ]
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
-    images = (images - torch.tensor(cfg.mean)[:, None, None]) / torch.tensor(cfg.std)[:, None, None]
-    tokens = get_tokenizer(clip)([f"a photo of a '{normalize_label(t, CHARSET_36)}'" for t in crops.labels])
-    opt = torch.optim.AdamW(clip.parameters(), lr=1e-3, weight_decay=0.05)
+    clip = create_model(model)
+    images, tokens = clip_inputs(clip, crops)
+    opt = torch.optim.AdamW(clip.parameters(), lr=lr, weight_decay=0.05)
     clip.train()
     for step in range(steps):
         idx = torch.randperm(len(images))[:batch]
@@ -124,6 +128,20 @@ def train_word_clip(
         f"  train crop -> prompt retrieval (top-1 among the distinct words): {accuracy:.1f}% (chance {chance:.1f}%)"
     )
     return clip
+
+
+def clip_inputs(clip: nn.Module, crops: WordCrops) -> tuple[torch.Tensor, Any]:
+    """Word crops as a CLIP reads them (squashed to its input size, normalized) and their prompts' tokens."""
+    cfg = clip.config.vision
+    height, width = clip.visual.image_hw
+    arrays = [
+        cv2.resize(np.asarray(crops[i]["image"]), (width, height), interpolation=cv2.INTER_AREA)
+        for i in range(len(crops))
+    ]
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+    images = (images - torch.tensor(cfg.mean)[:, None, None]) / torch.tensor(cfg.std)[:, None, None]
+    tokens = get_tokenizer(clip)([f"a photo of a '{normalize_label(t, CHARSET_36)}'" for t in crops.labels])
+    return images, tokens
 
 
 @torch.no_grad()
@@ -177,7 +195,7 @@ def _fit(model, images, targets, test, steps, batch, lr, eval_every, name, log) 
     return curve
 
 
-def _finetune_arm(
+def finetune_arm(
     name: str,
     overrides: dict[str, Any],
     words: str,
@@ -196,12 +214,13 @@ def _finetune_arm(
     train_crops, test_crops = (WordCrops(Path(words) / split / "labels.txt") for split in ("train", "test"))
     images = _crops_tensor(train_crops, transform)
     test = (_crops_tensor(test_crops, transform), test_crops.labels, seen_groups(train_crops, test_crops))
-    torch.manual_seed(1)  # the same ViT and FMU initialization and the same batches in every run
+    torch.manual_seed(settings["seed"])  # the same ViT and FMU initialization and batches in every run
     model = create_model(
         "dptr-parseq-tiny",
         stage="finetune",
         stem=settings["stem"],
         fmu_query_std=settings["fmu_query_std"],
+        clip_model=settings["clip_model"],
         **overrides,
     )
     targets = model.config.tokenizer()(train_crops.labels)
@@ -209,6 +228,23 @@ def _finetune_arm(
     curve = _fit(model, images, targets, test, s["steps"], s["batch"], s["lr"], s["eval_every"], name, log)
     save(model, Path(out) / f"dptr-finetune-{name}" / "model.safetensors")
     return curve, time.perf_counter() - start
+
+
+def finetune_arms(
+    jobs: list[tuple[str, dict[str, Any], str, dict[str, Any], str]],
+    workers: int,
+    log: Callable[[str], None] | None = None,
+) -> list[tuple[list[tuple[int, float]], float]]:
+    """`finetune_arm(*job)` for every job, `workers` at once in spawned processes (one thread each) when
+    `workers` > 1, else one after the other in this process, logging to `log`."""
+    if workers <= 1:
+        return [finetune_arm(*job, log=log) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        return list(pool.map(finetune_arm, *zip(*jobs)))
 
 
 def arm_overrides(pretrained: Path, clip: Path, encoder: str = "vit") -> dict[str, dict[str, Any]]:
@@ -406,9 +442,13 @@ def pretrain_stages(out: Path, s: dict[str, Any], log: Callable[[str], None] = p
             )
         clip_crops = WordCrops(clip_words / "train" / "labels.txt")
     # the CLIP depends only on its crops and steps: a rerun under the same `out` reuses it
-    clip_path = out / f"clip-{clip_data}-{s['clip_steps']}-{s['batch']}" / "model.safetensors"
+    clip_run = f"clip-{clip_data}-{s['clip_steps']}-{s['batch']}"
+    if (s["clip_model"], s["clip_lr"]) != ("clip-vit-tiny", 1e-3):
+        clip_run += f"-{s['clip_model']}-{s['clip_lr']}"
+    clip_path = out / clip_run / "model.safetensors"
     if not clip_path.is_file():
-        save(train_word_clip(clip_crops, s["clip_steps"], s["batch"], log), clip_path)
+        clip = train_word_clip(clip_crops, s["clip_steps"], s["batch"], log, s["clip_model"], s["clip_lr"])
+        save(clip, clip_path)
     seconds["clip"] = time.perf_counter() - start
 
     log("2. ORP bank: the CLIP's image tokens of 100 text-free backgrounds")
@@ -418,10 +458,16 @@ def pretrain_stages(out: Path, s: dict[str, Any], log: Callable[[str], None] = p
         image = sample_background(np.random.default_rng(10_000 + i), (64, 64))
         Image.fromarray(image).save(backgrounds / f"{i}.png")
     bank = out / "orp.safetensors"
-    write_orp_bank(backgrounds, bank, "clip-vit-tiny", str(clip_path))
+    write_orp_bank(backgrounds, bank, s["clip_model"], str(clip_path))
 
     test_crops = WordCrops(words / "test" / "labels.txt")
     test_labels, groups = test_crops.labels, seen_groups(train_crops, test_crops)
+    clip = create_model(s["clip_model"], pretrained=clip_path).eval()
+    retrieval, chance = word_clip_retrieval(clip, *clip_inputs(clip, test_crops), test_labels)
+    log(
+        f"  test crop -> prompt retrieval among the {len(set(test_labels))} test words: {retrieval:.1f}% "
+        f"(chance {chance:.1f}%)"
+    )
     text_batch = pretraining_text(s["text"], train_crops.labels, s["labels"], s["style"], lexicon=lexicon)
 
     log("3. DPTR text-only pre-training of the decoder (CLIP text memory + ORP)")
@@ -434,6 +480,7 @@ def pretrain_stages(out: Path, s: dict[str, Any], log: Callable[[str], None] = p
     pre = create_model(
         "dptr-parseq-tiny",
         stage="pretrain",
+        clip_model=s["clip_model"],
         clip_pretrained=str(clip_path),
         orp_bank=str(bank),
         pretrained=str(pre_path) if pre_path.is_file() else None,
@@ -461,6 +508,7 @@ def pretrain_stages(out: Path, s: dict[str, Any], log: Callable[[str], None] = p
         "groups": groups,
         "text_only": text_only,
         "swapped": swapped,
+        "clip_retrieval": retrieval,
         "lexicon": lexicon,
         "seconds": seconds,
     }
@@ -484,22 +532,20 @@ def run_recognition_demo(
     log("4. fine-tuning on the crops: the same steps, batches and learning rate for every run")
     overrides = arm_overrides(pre_path, stages["clip"], s["encoder"])
     jobs = [(name, overrides[name], str(words), s, str(out)) for name in ARMS]
-    if s["parallel"]:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
-            results = list(pool.map(_finetune_arm, *zip(*jobs)))
-    else:
-        results = [_finetune_arm(*job, log=log) for job in jobs]
+    results = finetune_arms(jobs, len(jobs) if s["parallel"] else 1, log)
     curves = {name: curve for name, (curve, _) in zip(ARMS, results)}
     seconds.update({name: sec for name, (_, sec) in zip(ARMS, results)})
     finetuned = out / "dptr-finetune-pretrained" / "model.safetensors"
     from vlzoo.ocr.evaluation_recognition import evaluate_recognition  # rich and matplotlib: imported late
 
     report = evaluate_recognition(
-        create_model("dptr-parseq-tiny", pretrained=finetuned, stem=s["stem"], encoder=s["encoder"]),
+        create_model(
+            "dptr-parseq-tiny",
+            pretrained=finetuned,
+            stem=s["stem"],
+            encoder=s["encoder"],
+            clip_model=s["clip_model"],
+        ),
         data=str(words / "test" / "labels.txt"),
         workers=0,
         out=out / "report",
@@ -512,6 +558,7 @@ def run_recognition_demo(
         "curves": curves,
         "text_only": text_only,
         "text_only_swapped_memory": swapped,
+        "clip_retrieval": stages["clip_retrieval"],
         "chance": chance,
         "report": {k: report[k] for k in ("benchmarks", "combined")},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
