@@ -166,6 +166,64 @@ def test_person_toyworlds_shape_phrases_are_phrased_as_its_captions_phrase_them(
     assert single["bag"].candidates == bag.candidates
 
 
+SHAPE_WORDS = {"man", "woman", "short", "long", "shirt", "jacket", "coat", "trousers", "shorts", "skirt",
+               "backpack", "handbag"}  # fmt: skip
+
+
+def test_a_shape_caption_names_every_true_shape_and_no_colour():
+    """A grayscale copy's caption names the identity's own value of each shape group (gender, hair length,
+    both garment types, the bag) and no colour, whatever the colours are."""
+    from vlzoo.person.data import COLOUR_WORDS, draw_identities, shape_caption_for
+
+    a = {"gender": "woman", "hair_length": "long", "hair_colour": "blonde", "upper_type": "coat",
+         "upper_colour": "red", "lower_type": "shorts", "lower_colour": "blue", "shoe_colour": "white",
+         "bag": "backpack", "bag_colour": "grey"}  # fmt: skip
+    assert shape_caption_for(a) == "a woman with long hair, in a coat, in shorts, carrying a backpack."
+    assert shape_caption_for({**a, "upper_colour": "black", "bag_colour": "red"}) == shape_caption_for(a)
+    no_bag = {**a, "gender": "man", "hair_length": "short", "upper_type": "shirt", "lower_type": "trousers",
+              "bag": "none", "bag_colour": "none"}  # fmt: skip
+    assert shape_caption_for(no_bag) == "a man with short hair, in a shirt, in trousers, without a bag."
+    for attributes, _ in draw_identities(200, seed=3):
+        words = set(shape_caption_for(attributes).replace(",", " ").replace(".", " ").split())
+        assert not words & set(COLOUR_WORDS)
+        shapes = {attributes[g] for g in ("gender", "hair_length", "upper_type", "lower_type", "bag")}
+        assert words & SHAPE_WORDS == shapes - {"none"}
+
+
+def test_shape_copies_are_grayscale_training_images_and_change_nothing_else(tmp_path: Path):
+    import numpy as np
+
+    from vlzoo.person.data import COLOUR_WORDS, write_person_toyworld
+
+    sizes = {"n_train": 12, "n_val": 2, "n_test": 3, "images_per_id": 2, "seed": 1, "part_captions": 2}
+    plain = json.loads(write_person_toyworld(tmp_path / "a", **sizes).read_text())
+    mixed = json.loads(write_person_toyworld(tmp_path / "b", shape_copies=0.5, **sizes).read_text())
+    copies = [e for e in mixed if e["file_path"].endswith("_gray.png")]
+    assert [e for e in mixed if e not in copies] == plain  # the colour entries are untouched
+    assert 4 <= len(copies) <= 20 and {e["split"] for e in copies} == {"train"}  # about half of 24
+    by_path = {e["file_path"]: e for e in plain}
+    for copy in copies:
+        source = by_path[copy["file_path"].replace("_gray", "")]
+        assert (copy["id"], copy["attributes"], copy["family"]) == (
+            source["id"],
+            source["attributes"],
+            source["family"],
+        )
+        words = {w for c in copy["captions"] for w in c.replace(",", " ").replace(".", " ").split()}
+        assert len(copy["captions"]) == 1 and not words & set(COLOUR_WORDS)
+        colour = np.asarray(
+            Image.open(tmp_path / "b" / "imgs" / source["file_path"]).convert("RGB"), np.float64
+        )
+        gray = np.asarray(Image.open(tmp_path / "b" / "imgs" / copy["file_path"]), np.float64)
+        assert gray.ndim == 2  # one channel: no colour left to read
+        luma = colour @ np.array([0.299, 0.587, 0.114])
+        assert np.abs(gray - luma).max() <= 1.0
+    everyone = json.loads(write_person_toyworld(tmp_path / "c", shape_copies=1.0, **sizes).read_text())
+    assert sum(e["file_path"].endswith("_gray.png") for e in everyone) == 24
+    with pytest.raises(ConfigError, match="shape_copies"):
+        write_person_toyworld(tmp_path / "d", shape_copies=1.5)
+
+
 def test_the_command_writes_one_caption_line_per_image(tmp_path: Path):
     images = tmp_path / "images"
     (images / "cam1").mkdir(parents=True)

@@ -40,6 +40,7 @@ from vlzoo.person.data.toyworld import (
     draw_identities,
     part_captions_for,
     render_person,
+    shape_caption_for,
     swapped_part_captions_for,
     write_person_toyworld,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "read_celeba_partition",
     "read_tbps_entries",
     "render_person",
+    "shape_caption_for",
     "split_of",
     "swapped_part_captions_for",
     "write_face_toyworld",
