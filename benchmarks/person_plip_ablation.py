@@ -140,6 +140,16 @@ QUIET = {
 }
 
 
+def mean_sd_cells(results: list[dict[str, Any]], columns: tuple[str, ...]) -> list[str]:
+    """One table row's cells: each column's mean ± sd over the runs."""
+    cells = []
+    for key in columns:
+        values = [float(m[key]) for m in results]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        cells.append(f"{statistics.mean(values):.1f} ± {sd:.1f}")
+    return cells
+
+
 def fit_recipe_mode(mode: str, seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """`vlzoo-person fit -c zoo_configs/person/plip-tiny.yaml` (gradient clipping and all) with the tasks of
     `mode`, `args.epochs`, `args.n_train` training and `args.n_test` test identities, `seed` for the
@@ -197,11 +207,7 @@ def main_recipe(args: argparse.Namespace) -> None:
     print("| training | " + " | ".join(RECIPE_COLUMNS) + " | Rank-1 per seed |")
     print("|---|" + "---|" * (len(RECIPE_COLUMNS) + 1))
     for mode, by_seed in runs.items():
-        cells = []
-        for key in RECIPE_COLUMNS:
-            values = [float(m[key]) for m in by_seed.values()]
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.1f} ± {sd:.1f}")
+        cells = mean_sd_cells(list(by_seed.values()), RECIPE_COLUMNS)
         per_seed = " / ".join(f"{m['R@1']:.1f}" for m in by_seed.values())
         print(f"| {mode} | " + " | ".join(cells) + f" | {per_seed} |")
 
@@ -251,11 +257,7 @@ def main() -> None:
     print("| training | " + " | ".join(COLUMNS) + " | s / run |")
     print("|---|" + "---|" * (len(COLUMNS) + 1))
     for mode, results in runs.items():
-        cells = []
-        for key in COLUMNS:
-            values = [float(m[key]) for m in results]
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.1f} ± {sd:.1f}")
+        cells = mean_sd_cells(results, COLUMNS)
         per_run = seconds[mode] / len(results)
         print(f"| {mode} ({' + '.join(MODES[mode])}) | " + " | ".join(cells) + f" | {per_run:.0f} |")
     print(
