@@ -94,6 +94,10 @@ ARMS = ("pretrained", "scratch", "frozen-decoder")
 LEXICON_LENGTHS = (3, 7)
 
 
+# a fine-tuning run's test curve: (step, word accuracy % over all test crops and each group)
+Curve = list[tuple[int, dict[str, float]]]
+
+
 def _crops_tensor(crops: WordCrops, transform: Callable) -> torch.Tensor:
     return torch.stack([transform(crops[i]["image"]) for i in range(len(crops))])
 
@@ -175,7 +179,7 @@ def _accuracy(model: nn.Module, images: torch.Tensor, labels: list[str], groups:
     return group_accuracy(preds, labels, groups)
 
 
-def _fit(model, images, targets, test, steps, batch, lr, eval_every, name, log) -> list[tuple[int, float]]:
+def _fit(model, images, targets, test, steps, batch, lr, eval_every, name, log) -> Curve:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     curve = [(0, _accuracy(model, *test))]
@@ -202,7 +206,7 @@ def finetune_arm(
     settings: dict[str, Any],
     out: str,
     log: Callable[[str], None] | None = None,
-) -> tuple[list[tuple[int, float]], float]:
+) -> tuple[Curve, float]:
     """One fine-tuning run (ViT + FMU + decoder as `overrides` set it) on the crops under `words`; saves it as
     `out/dptr-finetune-<name>/model.safetensors`; returns its test curve and seconds. Runs in a worker
     process too (then it logs with `print`, one thread)."""
@@ -234,7 +238,7 @@ def finetune_arms(
     jobs: list[tuple[str, dict[str, Any], str, dict[str, Any], str]],
     workers: int,
     log: Callable[[str], None] | None = None,
-) -> list[tuple[list[tuple[int, float]], float]]:
+) -> list[tuple[Curve, float]]:
     """`finetune_arm(*job)` for every job, `workers` at once in spawned processes (one thread each) when
     `workers` > 1, else one after the other in this process, logging to `log`."""
     if workers <= 1:
