@@ -222,6 +222,18 @@ def test_shape_copies_are_grayscale_training_images_and_change_nothing_else(tmp_
     assert sum(e["file_path"].endswith("_gray.png") for e in everyone) == 24
     with pytest.raises(ConfigError, match="shape_copies"):
         write_person_toyworld(tmp_path / "d", shape_copies=1.5)
+    # colour copies: the same colour image again (no new file), with the grayscale copy's caption
+    coloured = json.loads(
+        write_person_toyworld(tmp_path / "e", shape_copies=0.5, shape_copy_colour=True, **sizes).read_text()
+    )
+    assert sorted(p.name for p in (tmp_path / "e" / "imgs" / "train").iterdir()) == sorted(
+        p.name for p in (tmp_path / "a" / "imgs" / "train").iterdir()
+    )
+    repeated = [e for e in coloured if e not in plain]
+    assert [e for e in coloured if e not in repeated] == plain
+    assert [(e["file_path"], e["captions"]) for e in repeated] == [
+        (c["file_path"].replace("_gray", ""), c["captions"]) for c in copies
+    ]
 
 
 def test_the_command_writes_one_caption_line_per_image(tmp_path: Path):

@@ -29,7 +29,8 @@ hid long hair behind a man's shoulders and drew small bags gave 71 % and 57 % on
   `swapped_part_captions_for(attributes, rng, n)`: such captions with exactly one part swapped, hard
   negatives for NegCLIP's loss (`write_person_toyworld(negative_captions=n)` adds them as `negative_texts`).
   `shape_caption_for(attributes)`: the caption naming only the shapes, for a grayscale copy
-  (`write_person_toyworld(shape_copies=f)` adds one for a fraction f of the training images).
+  (`write_person_toyworld(shape_copies=f)` adds one for a fraction f of the training images;
+  `shape_copy_colour=True` pairs the caption with the colour image instead).
 - `write_person_toyworld(root, ...)`: `root/imgs/<split>/<id>_<k>.png` + `root/reid_raw.json`; each entry
   also has `"attributes"` (group → value) and `"family"`, which the CUHK-PEDES reader passes through.
 - `colours_only_rank1(...)`: the baseline a part-blind matcher reaches.
@@ -473,6 +474,7 @@ def write_person_toyworld(
     part_captions: int = 0,
     negative_captions: int = 0,
     shape_copies: float = 0.0,
+    shape_copy_colour: bool = False,
 ) -> Path:
     """Write person-toyworld, `n_train`/`n_val`/`n_test` identities × `images_per_id` images per split:
     `root/imgs/<split>/<id:04d>_<k>.png` and the CUHK-PEDES annotation
@@ -489,7 +491,8 @@ def write_person_toyworld(
     fraction of the training images a grayscale copy, `<id:04d>_<k>_gray.png`, as an entry of its own (same
     id, attributes and family) whose one caption names only shapes (`shape_caption_for`): the colour
     shortcut taken away, so that the contrast must learn hair length, garment types and the bag; the other
-    entries stay those without them.
+    entries stay those without them. `shape_copy_colour` keeps the copy's colours: the entry names the colour
+    image itself (no new file) with the shape-only caption, so that only the caption hides the colours.
     """
     if not 0.0 <= shape_copies <= 1.0:
         raise ConfigError(f"person-toyworld: shape_copies is a fraction in [0, 1], got {shape_copies}")
@@ -533,16 +536,19 @@ def write_person_toyworld(
                 entries.append(entry)
                 copy_rng = np.random.default_rng([seed, split_index, pid, k, 1])  # leaves `rng`'s draws alone
                 if split == "train" and copy_rng.random() < shape_copies:
-                    entries.append(_shape_copy(entry, pixels, root / "imgs"))
+                    entries.append(_shape_copy(entry, None if shape_copy_colour else pixels, root / "imgs"))
     path = root / PERSON_TOYWORLD_FILE
     path.write_text(json.dumps(entries))
     return path
 
 
-def _shape_copy(entry: Mapping[str, Any], pixels: np.ndarray, images: Path) -> dict:
-    """`entry`'s image written in grayscale (ITU-R 601 luma) beside it, with a caption naming only shapes."""
-    file_path = entry["file_path"].replace(".png", "_gray.png")
-    Image.fromarray(pixels).convert("L").save(images / file_path)
+def _shape_copy(entry: Mapping[str, Any], pixels: np.ndarray | None, images: Path) -> dict:
+    """`entry`'s image written in grayscale (ITU-R 601 luma) beside it, with a caption naming only shapes;
+    with `pixels` None, `entry`'s own colour image with that caption."""
+    file_path = entry["file_path"]
+    if pixels is not None:
+        file_path = file_path.replace(".png", "_gray.png")
+        Image.fromarray(pixels).convert("L").save(images / file_path)
     captions = [shape_caption_for(entry["attributes"])]
     return {
         **entry,
