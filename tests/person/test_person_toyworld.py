@@ -86,6 +86,14 @@ def test_part_captions_name_a_subset_of_the_true_parts_and_each_part_alone():
         assert alone in captions
     no_bag = part_captions_for({**a, "bag": "none", "bag_colour": "none"}, np.random.default_rng(0), 400)
     assert "a person without a bag." in no_bag and not any("grey" in c for c in no_bag)
+    singles = ["a woman.", "a person with long hair.", "a person with blonde hair.", "a person in a coat.",
+               "a person in a red top.", "a person in shorts.", "a person in blue bottoms.",
+               "a person wearing white shoes.", "a person carrying a grey backpack."]  # fmt: skip
+    one_part = part_captions_for(a, np.random.default_rng(0), 400, max_groups=1)
+    assert set(one_part) == set(singles)  # each names one part, and every part is named
+    two_parts = part_captions_for(a, np.random.default_rng(0), 400, max_groups=2)
+    assert set(singles) < set(two_parts)
+    assert max(len(_words(c) & attribute_words()) for c in two_parts) <= 3  # the bag's colour goes with it
 
 
 def test_part_captions_come_after_the_five_and_change_nothing_else(tmp_path: Path):
@@ -99,6 +107,13 @@ def test_part_captions_come_after_the_five_and_change_nothing_else(tmp_path: Pat
     assert (tmp_path / "a" / image).read_bytes() == (tmp_path / "b" / image).read_bytes()
     with pytest.raises(ConfigError, match="part_captions"):
         write_person_toyworld(tmp_path / "c", part_captions=-1)
+    with pytest.raises(ConfigError, match="part_caption_groups"):
+        write_person_toyworld(tmp_path / "d", part_captions=3, part_caption_groups=10)
+    single = json.loads(
+        write_person_toyworld(tmp_path / "e", part_captions=3, part_caption_groups=1, **sizes).read_text()
+    )
+    assert [e["captions"][:5] for e in single] == [e["captions"] for e in plain]
+    assert all(c.startswith("a ") and c.count(",") == 0 for e in single for c in e["captions"][5:])
 
 
 def test_swapped_part_captions_get_exactly_one_shape_part_wrong():

@@ -161,6 +161,9 @@ def test_person_toyworlds_shape_phrases_are_phrased_as_its_captions_phrase_them(
         assert all(p in text for p in bag.phrases[value][1:])
     assert all(p in text for p in bag.phrases["none"])
     assert all(f"with {p} hair" in text for v in ("short", "long") for p in hair.phrases[v])
+    colours = groups["hair_colour"]
+    assert colours.phrases["blonde"] == ["blonde", "short blonde", "long blonde"]
+    assert all(f"with {p} hair" in text for c in colours.candidates for p in colours.phrases[c])
     single = {g.name: g for g in person_toyworld_spec().groups}  # the default: one phrase a candidate
     assert single["bag"].phrases["backpack"] == ["carrying a backpack"]
     assert single["bag"].candidates == bag.candidates

@@ -156,13 +156,14 @@ def person_toyworld_spec(threshold: float = 0.0, phrase_ensembles: bool = False)
     with a prompt phrased as person-toyworld's part captions (`part_captions_for`) phrase that part alone,
     and a template in their word order.
 
-    `phrase_ensembles`: a shape candidate (hair length, garment type, bag) is also scored in every phrasing
-    the captions give it, e.g. the backpack as "carrying a red backpack", "carrying a blue backpack", ...
-    and "none" as "without a bag" and "has no bag" (the captions never name a bag without its colour), its
-    embedding the normalized mean over those phrases (CLIP's prompt ensembling); the colourless phrase,
-    written into the sentence, is one of them. Off by default: on one trained checkpoint it changes the
-    mean over groups by 0.02 points and leaves hair length and the bag at chance (50.9 and 31.9 against
-    51.8 and 30.0; benchmarks/person_pseudo_text.py), so the colourless prompt is not what holds them back."""
+    `phrase_ensembles`: a shape candidate (hair length, garment type, bag) or a hair colour is also scored
+    in every phrasing the captions give it, e.g. the backpack as "carrying a red backpack", "carrying a
+    blue backpack", ... and "none" as "without a bag" and "has no bag" (the captions never name a bag
+    without its colour), its embedding the normalized mean over those phrases (CLIP's prompt ensembling);
+    the colourless phrase, written into the sentence, is one of them. Off by default: on one trained
+    checkpoint it changes the mean over groups by 0.02 points and leaves hair length and the bag at chance
+    (50.9 and 31.9 against 51.8 and 30.0; benchmarks/person_pseudo_text.py), so the colourless prompt is
+    not what holds them back."""
     from vlzoo.person.data import GARMENT_COLOURS, PERSON_ATTRIBUTES
 
     prompts = {
@@ -183,6 +184,8 @@ def person_toyworld_spec(threshold: float = 0.0, phrase_ensembles: bool = False)
         hair, garments = PERSON_ATTRIBUTES["hair_colour"], GARMENT_COLOURS
         phrases = {
             "hair_length": {v: [v, *(f"{v} {c}" for c in hair)] for v in PERSON_ATTRIBUTES["hair_length"]},
+            # the captions name hair colour after its length ("long black hair") or alone
+            "hair_colour": {c: [c, *(f"{v} {c}" for v in PERSON_ATTRIBUTES["hair_length"])] for c in hair},
             "upper_type": {v: [v, *(f"{c} {v}" for c in garments)] for v in PERSON_ATTRIBUTES["upper_type"]},
             # "in a red skirt" but "in red trousers": the lower-type prompt has no article
             "lower_type": {

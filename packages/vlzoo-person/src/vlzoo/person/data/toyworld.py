@@ -378,14 +378,17 @@ def _part_phrases(a: Mapping[str, str], named: frozenset[str], bag_colour: bool 
     return clauses
 
 
-def part_captions_for(attributes: Mapping[str, str], rng: np.random.Generator, n: int) -> list[str]:
+def part_captions_for(
+    attributes: Mapping[str, str], rng: np.random.Generator, n: int, max_groups: int | None = None
+) -> list[str]:
     """`n` captions each naming a random non-empty subset of the parts ("a woman in a red top, wearing white
     shoes."). Real TBPS captions rarely name every part; a CLIP trained only on captions naming all of them
     learns the few parts that tell a batch apart and never sees a phrase on its own, which is what a
-    per-group prompt of the pseudo-text generator is. A subset's size is uniform over 1..all groups."""
+    per-group prompt of the pseudo-text generator is. A subset's size is uniform over 1..all groups, or over
+    1..`max_groups` (1: every caption names one part, as a per-group prompt does)."""
     out = []
     for _ in range(n):
-        size = int(rng.integers(1, len(PART_GROUPS) + 1))
+        size = int(rng.integers(1, (max_groups or len(PART_GROUPS)) + 1))
         named = frozenset(str(g) for g in rng.choice(PART_GROUPS, size=size, replace=False))
         subject, *rest = _part_phrases(attributes, named)
         out.append(f"{subject} {', '.join(rest)}." if rest else f"{subject}.")
@@ -472,6 +475,7 @@ def write_person_toyworld(
     image_width: int = 64,
     seed: int = 0,
     part_captions: int = 0,
+    part_caption_groups: int = 0,
     negative_captions: int = 0,
     shape_copies: float = 0.0,
     shape_copy_colour: bool = False,
@@ -485,7 +489,8 @@ def write_person_toyworld(
     near-neighbour identities). Identities of different splits are different people; a family never spans
     two splits. Identical arguments give identical files. `part_captions` > 0 adds that many captions per
     image naming a random subset of the parts (`part_captions_for`) after the five; the images and the five
-    captions stay those of `part_captions=0`. `negative_captions` > 0 adds `"negative_texts"`, that many
+    captions stay those of `part_captions=0`; `part_caption_groups` > 0 caps the parts one names (1: a
+    single part each). `negative_captions` > 0 adds `"negative_texts"`, that many
     one-part-swapped captions per image (`swapped_part_captions_for`): hard negatives for NegCLIP's loss
     (`loss: negclip`); the images and captions stay those without them. `shape_copies` > 0 gives that
     fraction of the training images a grayscale copy, `<id:04d>_<k>_gray.png`, as an entry of its own (same
@@ -494,6 +499,10 @@ def write_person_toyworld(
     entries stay those without them. `shape_copy_colour` keeps the copy's colours: the entry names the colour
     image itself (no new file) with the shape-only caption, so that only the caption hides the colours.
     """
+    if not 0 <= part_caption_groups <= len(PART_GROUPS):
+        raise ConfigError(
+            f"person-toyworld: part_caption_groups is in 0..{len(PART_GROUPS)}, got {part_caption_groups}"
+        )
     if not 0.0 <= shape_copies <= 1.0:
         raise ConfigError(f"person-toyworld: shape_copies is a fraction in [0, 1], got {shape_copies}")
     if min(n_train, n_test) < 1 or min(n_val, part_captions, negative_captions) < 0 or images_per_id < 1:
@@ -521,7 +530,7 @@ def write_person_toyworld(
                 Image.fromarray(pixels).save(root / "imgs" / file_path)
                 captions = captions_for(attrs, rng)
                 if part_captions:
-                    captions += part_captions_for(attrs, rng, part_captions)
+                    captions += part_captions_for(attrs, rng, part_captions, part_caption_groups or None)
                 entry = {
                     "split": split,
                     "captions": captions,
