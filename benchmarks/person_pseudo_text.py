@@ -309,6 +309,10 @@ def main() -> None:
         "--shape-copy-colour", action="store_true",
         help="the shape copies keep their colours: the colour image again, with the shape-only caption",
     )  # fmt: skip
+    parser.add_argument(
+        "--neighbour-hair-colour", action="store_true",
+        help="near neighbours may differ in hair colour (a family's hair colour otherwise never varies)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="initialization and batches (the data: seed 0)")
     parser.add_argument("--tower", choices=list(MODELS), default="resnet", help="the image tower")
     parser.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"))
@@ -335,6 +339,7 @@ def main() -> None:
         **({"negative_captions": args.negatives} if args.negatives else {}),
         **({"shape_copies": args.shape_copies} if args.shape_copies else {}),
         **({"shape_copy_colour": True} if args.shape_copy_colour else {}),
+        **({"neighbour_hair_colour": True} if args.neighbour_hair_colour else {}),
     }
 
     model = MODELS[args.tower]

@@ -181,6 +181,16 @@ def test_identities_are_distinct_near_neighbours():
         assert len(colours) == 1
         for other in members[1:]:
             assert 1 <= sum(members[0][g] != other[g] for g in PERSON_ATTRIBUTES) <= 4
+    # hair-colour moves: some neighbours differ from their family's first member in hair colour and in
+    # nothing but shapes besides; every other colour stays the family's
+    moved = draw_identities(400, seed=3, hair_colour_moves=True)
+    first: dict[int, dict] = {}
+    differ = 0
+    for a, f in moved:
+        base = first.setdefault(f, a)
+        assert {a[g] for g in colour_groups[1:]} == {base[g] for g in colour_groups[1:]}
+        differ += a["hair_colour"] != base["hair_colour"]
+    assert 40 <= differ <= 200
 
 
 def test_images_of_one_identity_vary_and_the_generator_is_seeded():

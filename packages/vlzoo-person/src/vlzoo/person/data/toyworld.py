@@ -116,15 +116,19 @@ def _draw_attributes(rng: np.random.Generator) -> dict[str, str]:
     return attrs
 
 
-def _neighbour(base: Mapping[str, str], rng: np.random.Generator) -> dict[str, str]:
+def _neighbour(
+    base: Mapping[str, str], rng: np.random.Generator, hair_colour: bool = False
+) -> dict[str, str]:
     """`base` changed in one or two parts without changing its set of colours: a garment, hair length,
     gender or bag kind re-drawn, or two parts trading colours (the upper and lower garments, or a garment
-    and the bag). Only the parts' layout tells such neighbours apart."""
+    and the bag). Only the parts' layout tells such neighbours apart. `hair_colour` adds one more move, the
+    hair colour re-drawn: neighbours then also differ in a colour, the only one that never differs
+    otherwise."""
     attrs = dict(base)
     shape_groups = ["gender", "hair_length", "upper_type", "lower_type"]
     if attrs["bag"] != "none":
         shape_groups.append("bag")
-    moves = [*shape_groups, "swap_garments", "swap_bag"]
+    moves = [*shape_groups, "swap_garments", "swap_bag", *(["hair_colour"] if hair_colour else [])]
     for move in rng.choice(moves, size=int(rng.integers(1, 3)), replace=False):
         if move == "swap_garments":
             attrs["upper_colour"], attrs["lower_colour"] = attrs["lower_colour"], attrs["upper_colour"]
@@ -137,9 +141,12 @@ def _neighbour(base: Mapping[str, str], rng: np.random.Generator) -> dict[str, s
     return attrs
 
 
-def draw_identities(n: int, seed: int = 0, family_size: int = 8) -> list[tuple[dict[str, str], int]]:
+def draw_identities(
+    n: int, seed: int = 0, family_size: int = 8, hair_colour_moves: bool = False
+) -> list[tuple[dict[str, str], int]]:
     """`n` distinct identities as (attributes, family index): families of `family_size` near neighbours
-    around a random base outfit (duplicates are drawn again, so a family may be smaller)."""
+    around a random base outfit (duplicates are drawn again, so a family may be smaller);
+    `hair_colour_moves`: a neighbour may differ in hair colour too (`_neighbour`)."""
     rng = np.random.default_rng([seed, 7])
     seen: set[tuple[str, ...]] = set()
     out: list[tuple[dict[str, str], int]] = []
@@ -147,7 +154,7 @@ def draw_identities(n: int, seed: int = 0, family_size: int = 8) -> list[tuple[d
     while len(out) < n:
         family += 1
         base = _draw_attributes(rng)
-        members = [base] + [_neighbour(base, rng) for _ in range(3 * family_size)]
+        members = [base] + [_neighbour(base, rng, hair_colour_moves) for _ in range(3 * family_size)]
         kept = 0
         for attrs in members:
             key = tuple(attrs[g] for g in PERSON_ATTRIBUTES)
@@ -479,6 +486,7 @@ def write_person_toyworld(
     negative_captions: int = 0,
     shape_copies: float = 0.0,
     shape_copy_colour: bool = False,
+    neighbour_hair_colour: bool = False,
 ) -> Path:
     """Write person-toyworld, `n_train`/`n_val`/`n_test` identities × `images_per_id` images per split:
     `root/imgs/<split>/<id:04d>_<k>.png` and the CUHK-PEDES annotation
@@ -498,6 +506,8 @@ def write_person_toyworld(
     shortcut taken away, so that the contrast must learn hair length, garment types and the bag; the other
     entries stay those without them. `shape_copy_colour` keeps the copy's colours: the entry names the colour
     image itself (no new file) with the shape-only caption, so that only the caption hides the colours.
+    `neighbour_hair_colour` lets near neighbours differ in hair colour (`draw_identities(hair_colour_moves=)`):
+    another world, every identity drawn anew.
     """
     if not 0 <= part_caption_groups <= len(PART_GROUPS):
         raise ConfigError(
@@ -520,7 +530,9 @@ def write_person_toyworld(
         if n == 0:
             continue
         (root / "imgs" / split).mkdir(parents=True, exist_ok=True)
-        for attrs, family in draw_identities(n, seed=seed * 3 + split_index):
+        for attrs, family in draw_identities(
+            n, seed * 3 + split_index, hair_colour_moves=neighbour_hair_colour
+        ):
             pid = next_id
             next_id += 1
             for k in range(images_per_id):
