@@ -181,8 +181,8 @@ def test_identities_are_distinct_near_neighbours():
         assert len(colours) == 1
         for other in members[1:]:
             assert 1 <= sum(members[0][g] != other[g] for g in PERSON_ATTRIBUTES) <= 4
-    # hair-colour moves: some neighbours differ from their family's first member in hair colour and in
-    # nothing but shapes besides; every other colour stays the family's
+    # hair-colour moves: some neighbours differ from their family's first member in hair colour, while the
+    # family's other colours stay its own (at most traded between parts)
     moved = draw_identities(400, seed=3, hair_colour_moves=True)
     first: dict[int, dict] = {}
     differ = 0
