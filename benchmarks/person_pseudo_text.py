@@ -86,7 +86,9 @@ mean 51.5) changes that. What does: near neighbours that may differ in hair colo
 (`--neighbour-hair-colour`, `write_person_toyworld(neighbour_hair_colour=True)`) in batches of neighbour
 pairs (`--per-family 2`), so that some pairs are told apart by hair colour alone: hair colour 44.4 (chance
 25) and its probe 63.0 %, on the seed where every other setting left it at chance; the pairs' known cost in
-the bag (34.5, chance 33.3) and hair length (55.8) remains (seed 1, mean 52.4).
+the bag (34.5, chance 33.3) and hair length (55.8) remains (seed 1, mean 52.4). Together with grayscale
+copies (`--per-family 2 --neighbour-hair-colour --shape-copies 1.0`, seed 1, 1500 steps) the shapes come
+back (hair length 62.8, bag 51.5) and hair colour goes (27.2; probe 40.4): the copies' cost in colour again.
 
 Phrase ensembles (2026-11-30): the captions never name a bag without its colour ("carrying a grey
 backpack"), and the default spec scores "a person carrying a backpack."; a candidate may instead carry a
