@@ -261,22 +261,20 @@ def probe_groups(net: torch.nn.Module, index: Path) -> dict[str, float]:
 
 
 def _train(args, model: str, overrides: dict, generate: dict, data_dir: Path, root: Path):
-    """Train `model` with InfoNCE on person-toyworld's training identities through Lightning; (net, steps)."""
+    """Train `model` with InfoNCE on person-toyworld's training identities through Lightning; (net, steps).
+    With `--copies-steps N` the first N steps see the shape copies and the rest the colour images only (a
+    second data directory written without copies; the test split is the same draw)."""
     import lightning as L
 
     from vlzoo.core.train import ImageTextDataModule, ZooModule
 
-    data = ImageTextDataModule(
-        "person-toyworld",
-        model=model,
-        model_overrides=overrides,
-        batch_size=64,
-        num_workers=0,
-        data_dir=str(data_dir),
-        generate=generate,
-        group_batches={"key": "family", "per_group": args.per_family} if args.per_family else None,
-        seed=args.seed,
-    )
+    phases = [(generate, data_dir, args.steps)]
+    if args.copies_steps:
+        colour_only = {k: v for k, v in generate.items() if k != "shape_copies"}
+        phases = [
+            (generate, data_dir, args.copies_steps),
+            (colour_only, root / "colour-only", args.steps - args.copies_steps),
+        ]
     module = ZooModule(
         model,
         model_overrides=overrides,
@@ -286,13 +284,27 @@ def _train(args, model: str, overrides: dict, generate: dict, data_dir: Path, ro
         min_lr_ratio=0.5,
         export_weights=False,
     )
-    trainer = L.Trainer(
-        accelerator="cpu", max_steps=args.steps, max_epochs=-1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-        default_root_dir=root / "run",
-    )  # fmt: skip
-    trainer.fit(module, data)
-    return module.model, trainer.global_step
+    steps = 0
+    for phase_generate, phase_dir, phase_steps in phases:
+        data = ImageTextDataModule(
+            "person-toyworld",
+            model=model,
+            model_overrides=overrides,
+            batch_size=64,
+            num_workers=0,
+            data_dir=str(phase_dir),
+            generate=phase_generate,
+            group_batches={"key": "family", "per_group": args.per_family} if args.per_family else None,
+            seed=args.seed,
+        )
+        trainer = L.Trainer(
+            accelerator="cpu", max_steps=phase_steps, max_epochs=-1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+            default_root_dir=root / "run",
+        )  # fmt: skip
+        trainer.fit(module, data)
+        steps += trainer.global_step
+    return module.model, steps
 
 
 def main() -> None:
@@ -324,6 +336,10 @@ def main() -> None:
         help="fraction of training images also given as a grayscale copy with shape-only captions",
     )  # fmt: skip
     parser.add_argument(
+        "--copies-steps", type=int, default=0,
+        help="train the first N steps with the shape copies, the rest on the colour images only (0: all steps)",
+    )  # fmt: skip
+    parser.add_argument(
         "--shape-copy-colour", action="store_true",
         help="the shape copies keep their colours: the colour image again, with the shape-only caption",
     )  # fmt: skip
@@ -346,6 +362,8 @@ def main() -> None:
         "--load-weights", default=None, help="score this trained CLIP (safetensors) instead of training one"
     )
     args = parser.parse_args()
+    if args.copies_steps and not (args.shape_copies and 0 < args.copies_steps < args.steps):
+        parser.error("--copies-steps N needs --shape-copies and 0 < N < --steps")
     torch.set_num_threads(args.threads)
     root = Path(args.out or tempfile.mkdtemp(prefix="person-pseudo-text-"))
     data_dir = root / "person-toyworld"
