@@ -286,7 +286,8 @@ def probe_groups(net: torch.nn.Module, index: Path) -> dict[str, float]:
 def _train(args, model: str, overrides: dict, generate: dict, data_dir: Path, root: Path):
     """Train `model` with InfoNCE on person-toyworld's training identities through Lightning; (net, steps).
     With `--copies-steps N` the first N steps see the shape copies and the rest the colour images only (a
-    second data directory written without copies; the test split is the same draw)."""
+    second data directory written without copies; the test split is the same draw), each phase with its own
+    learning-rate schedule (warm-up and decay restart, as a fine-tuning run would)."""
     import lightning as L
 
     from vlzoo.core.train import ImageTextDataModule, ZooModule
